@@ -1,0 +1,40 @@
+"""fhirpipes: one shared EventBridge Pipes enrichment Lambda that turns DynamoDB changes into FHIR.
+
+The public API a plugin needs: `Mapper` (plus `KeyPrefix` and `PipeSpec`), `hookimpl`, and the
+errors. The Lambda handler is ``fhirpipes.handler.handler``; the local Pipe is `fhirpipes.pipes`;
+the plugin authors' kit is `fhirpipes.testing`. Kept small: this module is imported on every
+cold start.
+"""
+
+from fhirpipes.errors import (
+    BatchError,
+    ConfigurationError,
+    FhirpipesError,
+    InvalidResourceError,
+    MalformedRecordError,
+    PluginError,
+    RecordError,
+    RenderError,
+    UnknownTableError,
+)
+from fhirpipes.hookspecs import hookimpl
+from fhirpipes.mapper import KeyPrefix, Mapper, PipeSpec
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BatchError",
+    "ConfigurationError",
+    "FhirpipesError",
+    "InvalidResourceError",
+    "KeyPrefix",
+    "MalformedRecordError",
+    "Mapper",
+    "PipeSpec",
+    "PluginError",
+    "RecordError",
+    "RenderError",
+    "UnknownTableError",
+    "__version__",
+    "hookimpl",
+]

@@ -1,0 +1,233 @@
+"""Rendering a mapper's Jinja template to a JSON value, safely.
+
+A template is a JSON document with ``{{ expression }}`` placeholders, like a Pipe's
+inputTemplate with unquoted ``<$.path>``: every expression renders as a JSON value
+(`fhirpipes.jsonvalue.to_json`). That is true by construction, not by a filter authors must
+remember:
+
+* ``finalize`` turns every expression's value into JSON text; only `Markup` passes through,
+  and only template text can make `Markup` (macro output, ``caller()``, ``{% set %}`` blocks),
+  which is what lets the shared macros compose;
+* nothing lets a record value become `Markup`: ``~`` always joins as plain text, ``+ * %`` on
+  `Markup` operands are done on plain text, `Markup` methods are off limits, and every filter's
+  `Markup` result is demoted to plain text (so ``|safe`` is harmless);
+* the sandbox (immutable) keeps templates away from Python internals, and undefined names are
+  errors (`StrictUndefined`): optional attributes are handled explicitly (``new.get("x")``).
+
+Errors become `RenderError` naming the template (or macro file) and line, never a value.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import operator
+import types
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from jinja2 import ChoiceLoader, PackageLoader, StrictUndefined, TemplateError, TemplateSyntaxError, nodes
+from jinja2.compiler import CodeGenerator, Frame
+from jinja2.exceptions import SecurityError, UndefinedError
+from jinja2.runtime import Context
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from markupsafe import Markup
+
+from fhirpipes.conversions import FILTERS, ConversionError
+from fhirpipes.errors import RenderError
+from fhirpipes.jsonvalue import NotJSONError, loads, to_json
+
+SHARED_TEMPLATES = "fhirpipes.templates"
+
+
+class _PlainConcatGenerator(CodeGenerator):
+    """``a ~ b`` joins as plain text even with autoescape on, so it can't smuggle a value into Markup."""
+
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        self.write("str_join((")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write("))")
+
+
+class MissingValueError(UndefinedError):
+    """A template used a name or attribute the record (or context) doesn't have."""
+
+    def __init__(self, message: str, missing: str | None) -> None:
+        super().__init__(message)
+        self.missing = missing
+
+
+class _StrictUndefined(StrictUndefined):
+    def _fail_with_undefined_error(self, *args: Any, **kwargs: Any) -> Any:
+        name = self._undefined_name
+        raise MissingValueError(self._undefined_message, name if isinstance(name, str) else None)
+
+    __str__ = __iter__ = __len__ = __eq__ = __ne__ = __bool__ = __hash__ = __contains__ = (  # type: ignore[assignment]
+        _fail_with_undefined_error
+    )
+
+
+def _plain(value: Any) -> Any:
+    return str(value) if isinstance(value, Markup) else value
+
+
+def _demoting(filter_function: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a filter so that it neither receives nor returns Markup (keeps Jinja's pass_* marks)."""
+
+    @functools.wraps(filter_function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        args = tuple(_plain(arg) for arg in args)
+        return _plain(filter_function(*args, **{key: _plain(value) for key, value in kwargs.items()}))
+
+    return wrapper
+
+
+def _finalize(value: Any) -> Any:
+    if isinstance(value, Markup):
+        return value
+    return Markup(to_json(value))
+
+
+class TemplateEnvironment(ImmutableSandboxedEnvironment):
+    """The sandboxed Jinja environment for one template package (plus the shared macros)."""
+
+    code_generator_class = _PlainConcatGenerator
+    intercepted_binops = frozenset({"+", "*", "%"})
+    _BINOPS = {"+": operator.add, "*": operator.mul, "%": operator.mod}
+
+    def __init__(self, package: str) -> None:
+        packages = [package] if package == SHARED_TEMPLATES else [package, SHARED_TEMPLATES]
+        loaders = [PackageLoader(name, "") for name in packages]
+        super().__init__(
+            loader=ChoiceLoader(loaders),
+            autoescape=True,
+            finalize=_finalize,
+            undefined=_StrictUndefined,
+            keep_trailing_newline=True,
+            auto_reload=False,
+        )
+        self.roots = [Path(loader._template_root) for loader in loaders]
+        self.filters = {name: _demoting(function) for name, function in self.filters.items()}
+        self.filters.update(FILTERS)
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        if isinstance(obj, Markup):
+            return False
+        return super().is_safe_attribute(obj, attr, value)
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        return self._BINOPS[operator](_plain(left), _plain(right))
+
+    def template_name_of(self, filename: str) -> str:
+        """The loader name (e.g. ``_macros/fhir.j2``) of a template file, for error reports."""
+        path = Path(filename)
+        for root in self.roots:
+            if path.is_relative_to(root):
+                return path.relative_to(root).as_posix()
+        return path.name
+
+
+@functools.cache
+def environment(package: str) -> TemplateEnvironment:
+    """The (cached, one per cold start) environment for templates shipped in ``package``."""
+    return TemplateEnvironment(package)
+
+
+def check_template(package: str, name: str) -> None:
+    """Load and compile a template now (startup), so a missing or broken one fails before any record."""
+    try:
+        environment(package).get_template(name)
+    except TemplateSyntaxError as exc:
+        raise RenderError(
+            f"template syntax error: {exc.message}",
+            template=exc.name or name,
+            line=exc.lineno,
+            code="template-syntax",
+        ) from exc
+    except TemplateError as exc:
+        raise RenderError(
+            f"template not found in package {package}", template=name, code="template-missing"
+        ) from exc
+
+
+def render(package: str, name: str, context: Mapping[str, Any]) -> Any:
+    """Render template ``name`` of ``package`` with ``context`` and parse the result as JSON."""
+    env = environment(package)
+    try:
+        template = env.get_template(name)
+        text = template.render(context)
+    except TemplateSyntaxError as exc:
+        raise RenderError(
+            f"template syntax error: {exc.message}",
+            template=exc.name or name,
+            line=exc.lineno,
+            code="template-syntax",
+        ) from exc
+    except Exception as exc:
+        template_name, line = _template_frame(env, exc.__traceback__, name)
+        raise RenderError(
+            _describe(exc, env, template_name), template=template_name, line=line, code=_code(exc)
+        ) from exc
+    try:
+        return loads(text)
+    except json.JSONDecodeError as exc:
+        source_lines = (template.filename and Path(template.filename).read_text().count("\n")) or None
+        # Rendered lines map 1:1 to template lines unless a loop or macro added lines.
+        same_shape = source_lines == text.count("\n")
+        where = "" if same_shape else f" (line {exc.lineno} of the rendered output)"
+        raise RenderError(
+            f"the template did not render valid JSON: {exc.msg}{where}",
+            template=name,
+            line=exc.lineno if same_shape else None,
+            code="invalid-json",
+        ) from None
+
+
+def _template_frame(
+    env: TemplateEnvironment, tb: types.TracebackType | None, default: str
+) -> tuple[str, int | None]:
+    """The innermost traceback frame that runs template code: its template name and line."""
+    found: tuple[str, int | None] = (default, None)
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename.endswith(".j2") or "<template>" in filename:
+            found = (env.template_name_of(filename), tb.tb_lineno)
+        tb = tb.tb_next
+    return found
+
+
+def _code(exc: BaseException) -> str:
+    if isinstance(exc, MissingValueError):
+        return "missing-value"
+    if isinstance(exc, ConversionError):
+        return "conversion-failed"
+    if isinstance(exc, SecurityError):
+        return "unsafe-template"
+    if isinstance(exc, NotJSONError):
+        return "not-json"
+    return "render-failed"
+
+
+def _describe(exc: BaseException, env: TemplateEnvironment, template_name: str) -> str:
+    """A message that says what went wrong without quoting record values (PHI)."""
+    if isinstance(exc, MissingValueError):
+        missing = exc.missing
+        source = _source(env, template_name)
+        # Name the attribute only when the template itself spells it: then it's schema, not data.
+        if missing and source is not None and missing in source:
+            return f"undefined: the template uses {missing!r}, which the record or context lacks"
+        return "undefined: the template uses a name or attribute the record or context lacks"
+    if isinstance(exc, ConversionError | NotJSONError | SecurityError):
+        return str(exc)
+    return f"{type(exc).__name__} while rendering (details withheld: they may quote record values)"
+
+
+def _source(env: TemplateEnvironment, name: str) -> str | None:
+    try:
+        source, _, _ = env.loader.get_source(env, name)  # type: ignore[union-attr]
+    except TemplateError:
+        return None
+    return source

@@ -1,0 +1,161 @@
+"""From one record to one validated FHIR resource: render, prune, identify, stamp, validate.
+
+fhir.resources models are imported lazily, one module per resource type, on first use: the
+package is large and a Lambda pays at cold start for every import (see the README's figures).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from fhirpipes import render
+from fhirpipes.conversions import uuid5
+from fhirpipes.errors import InvalidResourceError, PluginError
+from fhirpipes.jsonvalue import to_json
+from fhirpipes.mapper import Mapper
+from fhirpipes.records import StreamRecord
+
+if TYPE_CHECKING:
+    from fhir_core.fhirabstractmodel import FHIRAbstractModel
+
+MODEL_PACKAGES = {"R4B": "fhir.resources.R4B", "R5": "fhir.resources"}
+LINEAGE_TAG_SYSTEM = "urn:fhirpipes:source-table"
+"""``meta.tag`` system naming the source table; ``meta.source`` is ``<stream ARN>#<sequence number>``."""
+
+
+@functools.cache
+def model_class(resource_type: str, fhir_version: str) -> type[FHIRAbstractModel]:
+    """The fhir.resources model of ``resource_type`` in ``fhir_version``; `PluginError` if there is none."""
+    package = MODEL_PACKAGES.get(fhir_version)
+    if package is None:
+        raise PluginError(f"unknown FHIR version {fhir_version!r} (known: {', '.join(MODEL_PACKAGES)})")
+    try:
+        module = importlib.import_module(f"{package}.{resource_type.lower()}")
+        cls = getattr(module, resource_type)
+    except (ImportError, AttributeError) as exc:
+        raise PluginError(f"{resource_type} is not a FHIR {fhir_version} resource type") from exc
+    if not (isinstance(cls, type) and cls.has_resource_base()):
+        raise PluginError(f"{resource_type} is not a FHIR {fhir_version} resource type")
+    return cls  # type: ignore[no-any-return]
+
+
+def default_id(table: str, keys: Mapping[str, Any]) -> str:
+    """The deterministic id of an item: UUIDv5 of its table and keys (INSERT, MODIFY, REMOVE agree)."""
+    return uuid5(table, to_json(dict(sorted(keys.items()))))
+
+
+def prune(value: Any) -> Any:
+    """Drop empty strings, objects, lists and nulls, recursively (FHIR forbids empty elements)."""
+    if isinstance(value, dict):
+        pruned = {}
+        for key, item in value.items():
+            item = prune(item)
+            if item is not None:
+                pruned[key] = item
+        return pruned or None
+    if isinstance(value, list):
+        items = [item for item in map(prune, value) if item is not None]
+        return items or None
+    if value == "":
+        return None
+    return value
+
+
+def template_context(
+    mapper: Mapper, record: StreamRecord, image: Mapping[str, Any] | None, pipe: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The variables a template sees (see the README's "Writing a mapper")."""
+    context: dict[str, Any] = {
+        "new": image,
+        "old": record.old,
+        "keys": record.keys,
+        "event_name": record.event_name,
+        "table": record.table,
+        "record": record.raw,
+        "pipe": pipe,
+        "default_id": default_id(record.table, record.keys),
+    }
+    if mapper.context is not None:
+        # A RecordError from the hook is this record's fault; anything else (a lookup timing
+        # out) propagates and fails the batch, so Pipes retries it.
+        context.update(mapper.context(record))
+    return context
+
+
+def render_resource(mapper: Mapper, context: Mapping[str, Any]) -> dict[str, Any]:
+    """Render the mapper's template and prune it: the resource before validation."""
+    resource = prune(render.render(mapper.template_package, mapper.template, context))
+    if not isinstance(resource, dict):
+        raise InvalidResourceError(
+            "the template did not render a JSON object", template=mapper.template, code="not-an-object"
+        )
+    if resource.get("resourceType") != mapper.resource_type:
+        raise InvalidResourceError(
+            f"the template must render resourceType {mapper.resource_type!r}",
+            template=mapper.template,
+            path="resourceType",
+            code="wrong-resource-type",
+        )
+    return resource
+
+
+def build_resource(
+    mapper: Mapper, record: StreamRecord, image: Mapping[str, Any] | None, pipe: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Render ``image`` through the mapper and return the validated resource as a JSON value."""
+    resource = render_resource(mapper, template_context(mapper, record, image, pipe))
+    resource.setdefault("id", default_id(record.table, record.keys))
+    stamp_lineage(resource, record)
+    return validate(mapper, resource)
+
+
+def stamp_lineage(resource: dict[str, Any], record: StreamRecord) -> None:
+    """Record in ``meta`` which table and stream change the resource comes from."""
+    meta = resource.setdefault("meta", {})
+    if not isinstance(meta, dict):
+        return  # validation reports it
+    if record.sequence_number:
+        meta["source"] = f"{record.source_arn}#{record.sequence_number}"
+    tags = meta.setdefault("tag", [])
+    if isinstance(tags, list):
+        tags.append({"system": LINEAGE_TAG_SYSTEM, "code": record.table})
+
+
+def validate(mapper: Mapper, resource: dict[str, Any]) -> dict[str, Any]:
+    """Validate with fhir.resources and required value sets; return the model's JSON value."""
+    from pydantic import ValidationError
+
+    from fhirpipes.fhirjson import ValueSetError, to_json_value
+
+    cls = model_class(mapper.resource_type, mapper.fhir_version)
+    try:
+        model = cls.model_validate(resource)
+        return to_json_value(model)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        path = _fhir_path(mapper.resource_type, first["loc"])
+        # pydantic's messages for built-in checks don't quote the input; custom ones may, so withhold those.
+        message = first["msg"] if first["type"] not in ("value_error", "assertion_error") else first["type"]
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise InvalidResourceError(
+            f"not a valid FHIR {mapper.fhir_version} {mapper.resource_type}: {message}{more}",
+            path=path,
+            template=mapper.template,
+        ) from None  # not chained: a ValidationError's text quotes the input (PHI)
+    except ValueSetError as exc:
+        raise InvalidResourceError(
+            f"{exc}",
+            path=f"{mapper.resource_type}{'.' if exc.path else ''}{exc.path}",
+            template=mapper.template,
+            code="invalid-code",
+        ) from None
+
+
+def _fhir_path(resource_type: str, loc: tuple[Any, ...]) -> str:
+    path = resource_type
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path

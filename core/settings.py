@@ -1,0 +1,79 @@
+"""Configuration from ``FHIRPIPES_*`` environment variables, read once at cold start.
+
+=============================  =========================================================
+``FHIRPIPES_ON_ERROR``         ``emit`` (default): a record that can't be mapped becomes an
+                               error event in the output; ``raise``: fail the batch so Pipes
+                               retries it; ``drop``: log it and leave it out.
+``FHIRPIPES_LOG_LEVEL``        DEBUG, INFO (default), WARNING, ERROR (also read:
+                               ``AWS_LAMBDA_LOG_LEVEL``, as Lambda's advanced logging sets it).
+``FHIRPIPES_PLUGINS``          comma-separated entry-point names to load (default: all).
+``FHIRPIPES_SKIP_UNCHANGED``   ``true``/``false``: override every mapper's ``skip_unchanged``.
+``FHIRPIPES_PIPE_NAMES``       JSON object, table -> Pipe name: the ``pipe`` template variable
+                               (the local runner knows it; in Lambda it comes from here).
+``FHIRPIPES_MAX_RESPONSE_BYTES``  the enrichment response limit (default Pipes' 6 MB).
+=============================  =========================================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Mapping
+from typing import Literal
+
+from fhirpipes.errors import ConfigurationError
+
+OnError = Literal["emit", "raise", "drop"]
+ON_ERROR_CHOICES = ("emit", "raise", "drop")
+PIPES_RESPONSE_LIMIT = 6 * 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """What the environment says; `Settings.from_env` reads it."""
+
+    on_error: OnError = "emit"
+    log_level: str = "INFO"
+    skip_unchanged: bool | None = None
+    pipe_names: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    max_response_bytes: int = PIPES_RESPONSE_LIMIT
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+        """Read and check the ``FHIRPIPES_*`` variables; a bad value is a `ConfigurationError`."""
+        on_error = environ.get("FHIRPIPES_ON_ERROR", "emit").strip().lower() or "emit"
+        if on_error not in ON_ERROR_CHOICES:
+            raise ConfigurationError(f"FHIRPIPES_ON_ERROR must be one of {', '.join(ON_ERROR_CHOICES)}")
+        level = (
+            (environ.get("FHIRPIPES_LOG_LEVEL") or environ.get("AWS_LAMBDA_LOG_LEVEL") or "INFO")
+            .strip()
+            .upper()
+        )
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ConfigurationError("FHIRPIPES_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        skip = environ.get("FHIRPIPES_SKIP_UNCHANGED", "").strip().lower()
+        if skip not in ("", "true", "false", "1", "0", "yes", "no"):
+            raise ConfigurationError("FHIRPIPES_SKIP_UNCHANGED must be true or false")
+        pipe_names: dict[str, str] = {}
+        raw_names = environ.get("FHIRPIPES_PIPE_NAMES", "").strip()
+        if raw_names:
+            try:
+                pipe_names = json.loads(raw_names)
+            except json.JSONDecodeError as exc:
+                raise ConfigurationError(
+                    "FHIRPIPES_PIPE_NAMES must be a JSON object: table -> pipe name"
+                ) from exc
+            if not isinstance(pipe_names, dict) or not all(isinstance(v, str) for v in pipe_names.values()):
+                raise ConfigurationError("FHIRPIPES_PIPE_NAMES must be a JSON object: table -> pipe name")
+        try:
+            limit = int(environ.get("FHIRPIPES_MAX_RESPONSE_BYTES", PIPES_RESPONSE_LIMIT))
+        except ValueError as exc:
+            raise ConfigurationError("FHIRPIPES_MAX_RESPONSE_BYTES must be a whole number") from exc
+        return cls(
+            on_error=on_error,  # type: ignore[arg-type]
+            log_level=level,
+            skip_unchanged=None if not skip else skip in ("true", "1", "yes"),
+            pipe_names=pipe_names,
+            max_response_bytes=limit,
+        )

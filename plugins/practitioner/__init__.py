@@ -1,0 +1,1 @@
+"""The built-in Practitioner mapper (being written)."""
