@@ -1,0 +1,1 @@
+"""The plugin authors' kit (being written)."""

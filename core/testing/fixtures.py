@@ -1,0 +1,1 @@
+"""pytest plugin: fixtures of the plugin authors' kit (being written)."""
