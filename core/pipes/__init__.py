@@ -1,0 +1,85 @@
+"""Local, faithful implementations of EventBridge Pipes behaviours.
+
+Filters (EventBridge event patterns, `fhirpipes.pipes.patterns`) and input templates
+(`fhirpipes.pipes.input_template`). Names load on first use, so ``import fhirpipes.pipes``
+stays cheap; to add one, list it in ``_EXPORTS`` with the submodule that defines it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    # Relative, so mypy resolves them however it names this folder (core.pipes or fhirpipes.pipes);
+    # never executed, so the double-import TID251 guards against can't happen.
+    from .input_template import (  # noqa: TID251
+        MAX_INPUT_TEMPLATE_LENGTH,
+        InvalidInputTemplate,
+        PipeContext,
+        render_input_template,
+        render_input_template_batch,
+        validate_input_template,
+    )
+    from .patterns import (  # noqa: TID251
+        MAX_FILTERS,
+        MAX_PATTERN_LENGTH,
+        CompiledPattern,
+        InvalidPattern,
+        compile_pattern,
+        matches,
+        matches_any,
+        validate_filters,
+        validate_pattern,
+    )
+
+# name -> submodule (relative to this package) that defines it
+_EXPORTS: dict[str, str] = {
+    "CompiledPattern": "patterns",
+    "InvalidInputTemplate": "input_template",
+    "InvalidPattern": "patterns",
+    "MAX_FILTERS": "patterns",
+    "MAX_INPUT_TEMPLATE_LENGTH": "input_template",
+    "MAX_PATTERN_LENGTH": "patterns",
+    "PipeContext": "input_template",
+    "compile_pattern": "patterns",
+    "matches": "patterns",
+    "matches_any": "patterns",
+    "render_input_template": "input_template",
+    "render_input_template_batch": "input_template",
+    "validate_filters": "patterns",
+    "validate_input_template": "input_template",
+    "validate_pattern": "patterns",
+}
+
+__all__ = [  # noqa: RUF022 -- plain sorted() order, the same as sorted(_EXPORTS)
+    "CompiledPattern",
+    "InvalidInputTemplate",
+    "InvalidPattern",
+    "MAX_FILTERS",
+    "MAX_INPUT_TEMPLATE_LENGTH",
+    "MAX_PATTERN_LENGTH",
+    "PipeContext",
+    "compile_pattern",
+    "matches",
+    "matches_any",
+    "render_input_template",
+    "render_input_template_batch",
+    "validate_filters",
+    "validate_input_template",
+    "validate_pattern",
+]
+
+
+def __getattr__(name: str) -> Any:
+    """Import an exported name from its submodule on first access (then it's a plain global)."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
