@@ -17,95 +17,137 @@ from typing import Any
 
 # The same context boto3 uses (boto3.dynamodb.types.DYNAMODB_CONTEXT): 38 digits, and any
 # rounding is an error rather than a silent change of the number.
-DYNAMODB_CONTEXT = Context(
-    Emin=-128, Emax=126, prec=38, traps=[Clamped, Overflow, Inexact, Rounded, Underflow]
-)
+DYNAMODB_CONTEXT = Context(Emin=-128, Emax=126, prec=38, traps=[Clamped, Overflow, Inexact, Rounded, Underflow])
 
 
 class AttributeValueError(ValueError):
     """An AttributeValue can't be decoded; ``path`` says where (attribute names only, no values)."""
 
-    def __init__(self, reason: str, path: str) -> None:
-        super().__init__(f"{reason} at {path}")
+    def __init__(self, reason: str, segments: list[str] | None = None) -> None:
+        super().__init__(reason)
         self.reason = reason
-        self.path = path
+        self.segments = segments or []
+
+    @property
+    def path(self) -> str:
+        """Where, e.g. ``address.lines[2]``."""
+        return "".join(self.segments).lstrip(".") or "$"
+
+    def __str__(self) -> str:
+        return f"{self.reason} at {self.path}"
 
 
 def decode_image(image: Any, path: str = "") -> dict[str, Any]:
-    """Decode an image (a map of attribute name to AttributeValue) to a plain dict."""
-    if not isinstance(image, Mapping):
-        raise AttributeValueError("an image must be an object of AttributeValues", path or "$")
-    return {name: decode_value(value, f"{path}.{name}" if path else name) for name, value in image.items()}
+    """Decode an image (a map of attribute name to AttributeValue) to a plain dict.
+
+    ``path`` prefixes the location in error messages (e.g. ``dynamodb.NewImage``).
+    """
+    try:
+        return _decode_map(image)
+    except AttributeValueError as exc:
+        if path:
+            exc.segments.insert(0, path)
+        raise
 
 
-def decode_value(value: Any, path: str) -> Any:
+def decode_value(value: Any) -> Any:
     """Decode one AttributeValue (``{"S": "x"}``, ``{"N": "1"}``, ...)."""
-    if not isinstance(value, Mapping) or len(value) != 1:
-        raise AttributeValueError("an AttributeValue must be an object with exactly one type key", path)
+    if type(value) is dict and len(value) == 1:
+        ((type_key, raw),) = value.items()
+        if type_key == "S" and type(raw) is str:  # the commonest AttributeValue by far
+            return raw
+    elif not isinstance(value, Mapping) or len(value) != 1:
+        raise AttributeValueError("an AttributeValue must be an object with exactly one type key")
     ((type_key, raw),) = value.items()
     decoder = _DECODERS.get(type_key)
     if decoder is None:
-        raise AttributeValueError(f"unknown AttributeValue type {type_key!r}", path)
-    return decoder(raw, path)
+        raise AttributeValueError(f"unknown AttributeValue type {str(type_key)[:8]!r}")
+    return decoder(raw)
 
 
-def _string(raw: Any, path: str) -> str:
+# Locations are built only on the way out of an error, never on the hot path.
+
+
+def _decode_map(image: Any) -> dict[str, Any]:
+    if not isinstance(image, Mapping):
+        raise AttributeValueError("an image or M must be an object of AttributeValues")
+    decoded = {}
+    for name, value in image.items():
+        try:
+            decoded[name] = decode_value(value)
+        except AttributeValueError as exc:
+            exc.segments.insert(0, f".{name}")
+            raise
+    return decoded
+
+
+def _decode_list(raw: Any) -> list[Any]:
+    if not isinstance(raw, list):
+        raise AttributeValueError("L must hold a list")
+    decoded = []
+    for index, item in enumerate(raw):
+        try:
+            decoded.append(decode_value(item))
+        except AttributeValueError as exc:
+            exc.segments.insert(0, f"[{index}]")
+            raise
+    return decoded
+
+
+def _string(raw: Any) -> str:
     if not isinstance(raw, str):
-        raise AttributeValueError("S must hold a string", path)
+        raise AttributeValueError("S must hold a string")
     return raw
 
 
-def _number(raw: Any, path: str) -> Decimal:
+def _number(raw: Any) -> Decimal:
     # DynamoDB sends numbers as strings; accepting JSON numbers too would invite float rounding.
     if not isinstance(raw, str):
-        raise AttributeValueError("N must hold a number as a string", path)
+        raise AttributeValueError("N must hold a number as a string")
     try:
         number = DYNAMODB_CONTEXT.create_decimal(raw)
     except ArithmeticError as exc:
-        raise AttributeValueError("N is not a number DynamoDB can hold", path) from exc
+        raise AttributeValueError("N is not a number DynamoDB can hold") from exc
     if not number.is_finite():
-        raise AttributeValueError("N is not a finite number", path)
+        raise AttributeValueError("N is not a finite number")
     return number
 
 
-def _binary(raw: Any, path: str) -> bytes:
+def _binary(raw: Any) -> bytes:
     if isinstance(raw, bytes | bytearray):
         return bytes(raw)
     if not isinstance(raw, str):
-        raise AttributeValueError("B must hold base64 text", path)
+        raise AttributeValueError("B must hold base64 text")
     try:
         return base64.b64decode(raw, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise AttributeValueError("B is not valid base64", path) from exc
+        raise AttributeValueError("B is not valid base64") from exc
 
 
-def _boolean(raw: Any, path: str) -> bool:
+def _boolean(raw: Any) -> bool:
     if not isinstance(raw, bool):
-        raise AttributeValueError("BOOL must hold true or false", path)
+        raise AttributeValueError("BOOL must hold true or false")
     return raw
 
 
-def _null(raw: Any, path: str) -> None:
+def _null(raw: Any) -> None:
     if raw is not True:
-        raise AttributeValueError("NULL must hold true", path)
+        raise AttributeValueError("NULL must hold true")
     return None
 
 
-def _map(raw: Any, path: str) -> dict[str, Any]:
-    return decode_image(raw, path)
-
-
-def _list(raw: Any, path: str) -> list[Any]:
-    if not isinstance(raw, list):
-        raise AttributeValueError("L must hold a list", path)
-    return [decode_value(item, f"{path}[{index}]") for index, item in enumerate(raw)]
-
-
 def _set_of(element: Any, kind: str) -> Any:
-    def decode_set(raw: Any, path: str) -> set[Any]:
+    def decode_set(raw: Any) -> set[Any]:
         if not isinstance(raw, list):
-            raise AttributeValueError(f"{kind} must hold a list", path)
-        return {element(item, f"{path}[{index}]") for index, item in enumerate(raw)}
+            raise AttributeValueError(f"{kind} must hold a list")
+        decoded = set()
+        for index, item in enumerate(raw):
+            try:
+                decoded.add(element(item))
+            except AttributeValueError as exc:
+                exc.segments.insert(0, f"[{index}]")
+                raise
+        return decoded
 
     return decode_set
 
@@ -116,8 +158,8 @@ _DECODERS = {
     "B": _binary,
     "BOOL": _boolean,
     "NULL": _null,
-    "M": _map,
-    "L": _list,
+    "M": _decode_map,
+    "L": _decode_list,
     "SS": _set_of(_string, "SS"),
     "NS": _set_of(_number, "NS"),
     "BS": _set_of(_binary, "BS"),

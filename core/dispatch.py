@@ -78,7 +78,7 @@ class Dispatcher:
             return Outcome("skipped")
         details = event["details"]
         fields.update(outcome="mapped", command=details["command"], resourceType=mapper.resource_type)
-        logger.info("record mapped", extra={"fhirpipes": fields})
+        logger.debug("record mapped", extra={"fhirpipes": fields})
         return Outcome("mapped", event)
 
     def _map(
@@ -202,12 +202,26 @@ class Dispatcher:
 
     def _check_size(self, events: list[dict[str, Any]]) -> None:
         limit = self.settings.max_response_bytes
-        size = len(json.dumps(events, separators=(",", ":"), default=str).encode())
+        size = response_size(events)
         if size > limit:
             raise BatchError(
                 f"the enrichment response would be {size} bytes, over the Pipe's limit of {limit}: "
                 f"lower the Pipe's batch size (this batch had {len(events)} events)"
             )
+
+
+def response_size(events: list[dict[str, Any]]) -> int:
+    """The size in bytes of the response as the Lambda runtime will send it (compact JSON)."""
+    try:
+        import orjson  # ~10x faster than json here; the size check runs on every batch
+    except ImportError:  # pragma: no cover - orjson is a dependency, this is for odd installs
+        orjson = None
+    if orjson is not None:
+        try:
+            return len(orjson.dumps(events, default=str))
+        except orjson.JSONEncodeError:
+            pass  # e.g. an integer beyond 64 bits in a malformed record: json can size it
+    return len(json.dumps(events, separators=(",", ":"), default=str).encode())
 
 
 def _where(record: StreamRecord | None, mapper: Mapper | None) -> dict[str, Any]:

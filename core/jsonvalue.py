@@ -19,7 +19,8 @@ from markupsafe import Markup
 
 # The C string encoder json.dumps itself uses: ASCII-only output, so no character a record
 # holds (quotes, backslashes, newlines, U+2028, lone surrogates, astral planes) survives raw.
-_encode_string = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+encode_string = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+_encode_string = encode_string
 
 
 class NotJSONError(TypeError):

@@ -42,7 +42,8 @@ def configure(level: str, stream: IO[str] | None = None) -> logging.Logger:
     for handler in list(logger.handlers):
         if getattr(handler, "_fhirpipes", False):
             logger.removeHandler(handler)
-    handler = logging.StreamHandler(stream or sys.stdout)
+    # stderr: Lambda sends it to CloudWatch Logs like stdout, and the CLI keeps stdout for results.
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter())
     handler._fhirpipes = True  # type: ignore[attr-defined]
     logger.addHandler(handler)

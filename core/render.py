@@ -27,16 +27,16 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from jinja2 import ChoiceLoader, PackageLoader, StrictUndefined, TemplateError, TemplateSyntaxError, nodes
+from jinja2 import ChoiceLoader, PackageLoader, StrictUndefined, TemplateError, TemplateSyntaxError, Undefined, nodes
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError, UndefinedError
-from jinja2.runtime import Context
+from jinja2.runtime import Context, Macro
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup
 
 from fhirpipes.conversions import FILTERS, ConversionError
 from fhirpipes.errors import RenderError
-from fhirpipes.jsonvalue import NotJSONError, loads, to_json
+from fhirpipes.jsonvalue import NotJSONError, encode_string, loads, to_json
 
 SHARED_TEMPLATES = "fhirpipes.templates"
 
@@ -62,12 +62,27 @@ class MissingValueError(UndefinedError):
 
 class _StrictUndefined(StrictUndefined):
     def _fail_with_undefined_error(self, *args: Any, **kwargs: Any) -> Any:
+        if self._undefined_exception is SecurityError:  # the sandbox refused an attribute
+            raise SecurityError(self._undefined_message)
         name = self._undefined_name
         raise MissingValueError(self._undefined_message, name if isinstance(name, str) else None)
 
     __str__ = __iter__ = __len__ = __eq__ = __ne__ = __bool__ = __hash__ = __contains__ = (  # type: ignore[assignment]
         _fail_with_undefined_error
     )
+
+
+# Built-in filters that return Markup only when given Markup (template text), so they can't turn
+# a record value into Markup: left unwrapped, they cost nothing extra. Every other filter is
+# wrapped by `_demoting`.
+_PLAIN_FILTERS = frozenset(
+    {
+        "abs", "attr", "batch", "bool", "capitalize", "count", "d", "default", "dictsort", "first", "float",
+        "groupby", "int", "items", "last", "length", "list", "lower", "map", "max", "min", "reject",
+        "rejectattr", "reverse", "round", "select", "selectattr", "slice", "sort", "string", "sum", "title",
+        "trim", "unique", "upper", "wordcount",
+    }
+)  # fmt: skip
 
 
 def _plain(value: Any) -> Any:
@@ -86,8 +101,13 @@ def _demoting(filter_function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _finalize(value: Any) -> Any:
-    if isinstance(value, Markup):
+    kind = type(value)
+    if kind is Markup:
         return value
+    if kind is str:  # the common case first: a record's string
+        return Markup(encode_string(value))
+    if isinstance(value, Undefined):
+        value._fail_with_undefined_error()
     return Markup(to_json(value))
 
 
@@ -110,13 +130,33 @@ class TemplateEnvironment(ImmutableSandboxedEnvironment):
             auto_reload=False,
         )
         self.roots = [Path(loader._template_root) for loader in loaders]
-        self.filters = {name: _demoting(function) for name, function in self.filters.items()}
+        self.filters = {
+            name: function if name in _PLAIN_FILTERS else _demoting(function)
+            for name, function in self.filters.items()
+        }
         self.filters.update(FILTERS)
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        # Record data is plain dicts: an item's attribute wins over a dict method of the same
+        # name (an attribute called "items" or "keys" is data), and skips the sandbox's
+        # attribute checks, which cost more than the rest of a lookup.
+        if type(obj) is dict:
+            try:
+                return obj[attribute]
+            except KeyError:
+                pass
+        return super().getattr(obj, attribute)
 
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
         if isinstance(obj, Markup):
             return False
         return super().is_safe_attribute(obj, attr, value)
+
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+        # A template's own macros are safe to call: skip the sandbox's checks on this hot path.
+        if type(__obj) is Macro:
+            return __obj(*args, **kwargs)
+        return super().call(__context, __obj, *args, **kwargs)
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         return self._BINOPS[operator](_plain(left), _plain(right))

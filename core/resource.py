@@ -49,19 +49,26 @@ def default_id(table: str, keys: Mapping[str, Any]) -> str:
 
 def prune(value: Any) -> Any:
     """Drop empty strings, objects, lists and nulls, recursively (FHIR forbids empty elements)."""
-    if isinstance(value, dict):
+    kind = type(value)
+    if kind is dict:
         pruned = {}
         for key, item in value.items():
-            item = prune(item)
-            if item is not None:
+            kind = type(item)
+            if kind is dict or kind is list:
+                item = prune(item)
+            if item is not None and item != "":
                 pruned[key] = item
         return pruned or None
-    if isinstance(value, list):
-        items = [item for item in map(prune, value) if item is not None]
+    if kind is list:
+        items = []
+        for item in value:
+            kind = type(item)
+            if kind is dict or kind is list:
+                item = prune(item)
+            if item is not None and item != "":
+                items.append(item)
         return items or None
-    if value == "":
-        return None
-    return value
+    return None if value == "" else value
 
 
 def template_context(
@@ -76,7 +83,6 @@ def template_context(
         "table": record.table,
         "record": record.raw,
         "pipe": pipe,
-        "default_id": default_id(record.table, record.keys),
     }
     if mapper.context is not None:
         # A RecordError from the hook is this record's fault; anything else (a lookup timing
@@ -107,29 +113,37 @@ def build_resource(
 ) -> dict[str, Any]:
     """Render ``image`` through the mapper and return the validated resource as a JSON value."""
     resource = render_resource(mapper, template_context(mapper, record, image, pipe))
-    resource.setdefault("id", default_id(record.table, record.keys))
-    stamp_lineage(resource, record)
-    return validate(mapper, resource)
+    if "id" not in resource:
+        resource["id"] = default_id(record.table, record.keys)
+    return stamp_lineage(validate(mapper, resource), record)
 
 
-def stamp_lineage(resource: dict[str, Any], record: StreamRecord) -> None:
-    """Record in ``meta`` which table and stream change the resource comes from."""
-    meta = resource.setdefault("meta", {})
-    if not isinstance(meta, dict):
-        return  # validation reports it
+def stamp_lineage(entity: dict[str, Any], record: StreamRecord) -> dict[str, Any]:
+    """Record in ``meta`` which table and stream change the validated resource comes from.
+
+    Done after validation, on the JSON value: a uri and a Coding of fixed shape can't make a
+    resource invalid, and validating them per record would cost a Meta and a Coding model.
+    ``meta`` keeps its FHIR place, right after ``id``.
+    """
+    meta = dict(entity.get("meta", {}))
     if record.sequence_number:
         meta["source"] = f"{record.source_arn}#{record.sequence_number}"
-    tags = meta.setdefault("tag", [])
-    if isinstance(tags, list):
-        tags.append({"system": LINEAGE_TAG_SYSTEM, "code": record.table})
+    meta["tag"] = [*meta.get("tag", []), {"system": LINEAGE_TAG_SYSTEM, "code": record.table}]
+    ordered = {"resourceType": entity["resourceType"], "id": entity["id"], "meta": _meta_in_order(meta)}
+    ordered.update((key, value) for key, value in entity.items() if key not in ordered)
+    return ordered
+
+
+_META_ORDER = ("id", "extension", "versionId", "lastUpdated", "source", "profile", "security", "tag")
+
+
+def _meta_in_order(meta: dict[str, Any]) -> dict[str, Any]:
+    return {key: meta[key] for key in sorted(meta, key=lambda k: _META_ORDER.index(k) if k in _META_ORDER else 99)}
 
 
 def validate(mapper: Mapper, resource: dict[str, Any]) -> dict[str, Any]:
     """Validate with fhir.resources and required value sets; return the model's JSON value."""
-    from pydantic import ValidationError
-
-    from fhirpipes.fhirjson import ValueSetError, to_json_value
-
+    ValidationError, ValueSetError, to_json_value = _validation_machinery()
     cls = model_class(mapper.resource_type, mapper.fhir_version)
     try:
         model = cls.model_validate(resource)
@@ -152,6 +166,16 @@ def validate(mapper: Mapper, resource: dict[str, Any]) -> dict[str, Any]:
             template=mapper.template,
             code="invalid-code",
         ) from None
+
+
+@functools.cache
+def _validation_machinery() -> tuple[Any, Any, Any]:
+    # Imported on first use, once: pydantic resolves names lazily, so a per-call import costs ~10 us.
+    from pydantic import ValidationError
+
+    from fhirpipes.fhirjson import ValueSetError, to_json_value
+
+    return ValidationError, ValueSetError, to_json_value
 
 
 def _fhir_path(resource_type: str, loc: tuple[Any, ...]) -> str:
