@@ -1,0 +1,313 @@
+"""``fhirpipes run``: the registered mappers' Pipes, run locally against a real stream API.
+
+Where the streams are read from:
+
+* ``--embedded``: an embedded DynamoDB (moto's server mode) on 127.0.0.1 and a free port,
+  started here and stopped on exit, with the mappers' tables created (partition key ``id``);
+* ``--endpoint-url URL``: any DynamoDB-compatible endpoint (with your credentials);
+* neither: boto3's usual resolution (``AWS_PROFILE``/``--profile``, ``AWS_REGION``/``--region``,
+  ``AWS_ENDPOINT_URL``): your AWS account.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import click
+
+from fhirpipes import logs
+from fhirpipes.dispatch import Dispatcher
+from fhirpipes.errors import ConfigurationError, FhirpipesError
+from fhirpipes.mapper import Mapper
+from fhirpipes.pipes.aws import AwsConfig
+from fhirpipes.pipes.checkpoint import DEFAULT_PATH, Checkpoints
+from fhirpipes.pipes.runner import PipeDefinition, Runner, RunResult, StatusLine, pipe_name, summary_table
+from fhirpipes.pipes.streams import StartingPosition, stream_arn_of
+from fhirpipes.plugins import Registry, load_registry
+from fhirpipes.settings import Settings
+
+
+def build_dispatcher(settings: Settings) -> tuple[Registry, Dispatcher]:
+    """The Lambda's dispatcher, built as its cold start builds it (every template checked).
+
+    Not `fhirpipes.handler.build_dispatcher`: importing the handler module runs its cold start,
+    which logs to standard output, where the stdout target writes events.
+    """
+    from fhirpipes.render import check_template
+
+    registry = load_registry()
+    for mapper in registry.mappers:
+        check_template(mapper.template_package, mapper.template)
+    return registry, Dispatcher(registry, settings)
+
+
+def select_mappers(registry: Registry, tables: Sequence[str]) -> list[Mapper]:
+    """The mappers of the named tables (all when none is named)."""
+    if not tables:
+        return registry.mappers
+    unknown = sorted(set(tables) - set(registry.tables))
+    if unknown:
+        raise ConfigurationError(
+            f"no mapper for table(s) {', '.join(unknown)}; registered: {', '.join(registry.tables)}"
+        )
+    return [mapper for mapper in registry.mappers if mapper.table in set(tables)]
+
+
+def build_pipes(
+    mappers: Sequence[Mapper],
+    dynamodb_client: Any,
+    settings: Settings,
+    *,
+    starting_position: StartingPosition | None = None,
+    input_template: str | None = None,
+    target_input_template: str | None = None,
+) -> list[PipeDefinition]:
+    """One `PipeDefinition` per mapper, its stream ARN looked up with DescribeTable."""
+    pipes: list[PipeDefinition] = []
+    arns: dict[str, str] = {}
+    for mapper in mappers:
+        if mapper.table not in arns:
+            arns[mapper.table] = stream_arn_of(dynamodb_client, mapper.table)
+        pipes.append(
+            PipeDefinition.for_mapper(
+                mapper,
+                arns[mapper.table],
+                name=pipe_name(mapper, settings.pipe_names, [pipe.name for pipe in pipes]),
+                starting_position=starting_position,
+                input_template=input_template,
+                target_input_template=target_input_template,
+            )
+        )
+    return pipes
+
+
+@contextlib.contextmanager
+def stop_on_interrupt(runner: Runner, stream: IO[str] | None = None) -> Iterator[None]:
+    """Ctrl-C (SIGINT) asks ``runner`` to stop after the batch in hand; a second Ctrl-C aborts."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum: int, frame: Any) -> None:
+        if runner.stopping:
+            raise KeyboardInterrupt
+        runner.status.clear()
+        print("stopping after the batch in hand (Ctrl-C again to abort)", file=stream or sys.stderr)
+        runner.stop()
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class _AboveStatus:
+    """A stderr for log lines that first erases the status line (which is then redrawn)."""
+
+    def __init__(self, status: StatusLine) -> None:
+        self.status = status
+
+    def write(self, text: str) -> int:
+        self.status.clear()
+        return self.status.stream.write(text)
+
+    def flush(self) -> None:
+        self.status.stream.flush()
+
+
+@contextlib.contextmanager
+def logging_to(level: str, stream: Any) -> Iterator[None]:
+    """The ``fhirpipes`` logger as JSON lines on ``stream`` while the block runs."""
+    logs.configure(level, stream)
+    try:
+        yield
+    finally:
+        for handler in list(logs.logger.handlers):
+            if getattr(handler, "_fhirpipes", False):
+                logs.logger.removeHandler(handler)
+
+
+def aws_failure(exc: Exception) -> str:
+    """A one-line reason for a boto3/botocore failure: its type, error code and operation."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        code = response.get("Error", {}).get("Code", "?")
+        operation = getattr(exc, "operation_name", "an AWS call")
+        return f"{operation} failed: {code}"
+    # botocore's own errors (no credentials, no connection) say what is wrong, with no record value.
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _template_option(value: str | None) -> str | None:
+    if value and value.startswith("@"):
+        try:
+            return Path(value[1:]).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise click.BadParameter(f"can't read {value[1:]}: {type(exc).__name__}") from exc
+    return value
+
+
+@click.command()
+@click.option(
+    "--table", "tables", multiple=True, metavar="TABLE", help="Run only this table's Pipe (repeatable)."
+)
+@click.option(
+    "--target",
+    default="stdout",
+    show_default=True,
+    metavar="SPEC",
+    help="stdout, file:PATH, cloudwatch:GROUP[:STREAM] or sqs:QUEUE_URL_OR_NAME.",
+)
+@click.option(
+    "--checkpoint",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help=f"Checkpoint file [default: {DEFAULT_PATH}; in memory with --embedded].",
+)
+@click.option("--embedded", is_flag=True, help="Start an embedded DynamoDB (moto) and create the tables.")
+@click.option(
+    "--endpoint-url", metavar="URL", help="DynamoDB (and target) endpoint, e.g. http://localhost:8000."
+)
+@click.option("--target-endpoint-url", metavar="URL", help="Another endpoint for the target's service.")
+@click.option("--region", help="AWS region (default: boto3's resolution).")
+@click.option("--profile", help="AWS profile.")
+@click.option(
+    "--starting-position",
+    type=click.Choice(["TRIM_HORIZON", "LATEST"]),
+    help="Override the mappers' declared starting position (used only where no checkpoint exists).",
+)
+@click.option(
+    "--input-template", metavar="TEXT|@FILE", help="The enrichment's input template (default: none)."
+)
+@click.option(
+    "--target-input-template", metavar="TEXT|@FILE", help="The target's input template (default: none)."
+)
+@click.option("--once", is_flag=True, help="Stop when every stream is read to its end.")
+@click.option("--max-seconds", type=click.FloatRange(min=0), help="Stop after this many seconds.")
+@click.option(
+    "--idle-exit",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="Stop after SECONDS with nothing new.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    default="WARNING",
+    show_default=True,
+    help="JSON log lines on stderr (INFO: one per record and batch; ids only).",
+)
+def run(
+    tables: tuple[str, ...],
+    target: str,
+    checkpoint: str | None,
+    embedded: bool,
+    endpoint_url: str | None,
+    target_endpoint_url: str | None,
+    region: str | None,
+    profile: str | None,
+    starting_position: StartingPosition | None,
+    input_template: str | None,
+    target_input_template: str | None,
+    once: bool,
+    max_seconds: float | None,
+    idle_exit: float | None,
+    log_level: str,
+) -> None:
+    """Run the mappers' Pipes locally: read each table's DynamoDB stream, filter and batch as the
+    Pipe declares, map through the Lambda's code path and deliver to a target, checkpointing as
+    it goes. Ctrl-C stops after the batch in hand."""
+    if embedded and (endpoint_url or profile):
+        raise click.UsageError("--embedded starts its own endpoint: drop --endpoint-url/--profile")
+    status = StatusLine()
+    try:
+        with contextlib.ExitStack() as stack:
+            if embedded:
+                from fhirpipes.pipes.embedded import EmbeddedAws
+
+                server = stack.enter_context(EmbeddedAws())
+                aws = server.config
+            else:
+                aws = AwsConfig(endpoint_url=endpoint_url, region=region, profile=profile)
+            stack.enter_context(logging_to(log_level.upper(), _AboveStatus(status)))
+            settings = Settings.from_env()
+            registry, dispatcher = build_dispatcher(settings)
+            mappers = select_mappers(registry, tables)
+            session = aws.session()
+            dynamodb = aws.client("dynamodb", session)
+            if embedded:
+                from fhirpipes.pipes.embedded import create_stream_table
+
+                for table in dict.fromkeys(mapper.table for mapper in mappers):
+                    create_stream_table(dynamodb, table)
+                click.echo(
+                    f"embedded DynamoDB at {aws.endpoint_url} (ready in {server.ready_seconds:.2f} s), "
+                    f"region {aws.region}, any credentials; tables: "
+                    f"{', '.join(dict.fromkeys(m.table for m in mappers))}",
+                    err=True,
+                )
+            pipes = build_pipes(
+                mappers,
+                dynamodb,
+                settings,
+                starting_position=starting_position,
+                input_template=_template_option(input_template),
+                target_input_template=_template_option(target_input_template),
+            )
+            from fhirpipes.pipes.targets import parse_target
+
+            the_target = parse_target(target, aws.with_endpoint(target_endpoint_url), create_missing=embedded)
+            stack.callback(the_target.close)
+            path = checkpoint if checkpoint is not None else (None if embedded else DEFAULT_PATH)
+            runner = Runner(
+                dispatcher,
+                pipes,
+                streams_client=aws.client("dynamodbstreams", session),
+                target=the_target,
+                checkpoints=Checkpoints(path),
+                status=status,
+            )
+            with stop_on_interrupt(runner):
+                result = runner.run(once=once, max_seconds=max_seconds, idle_exit=idle_exit)
+    except (FhirpipesError, ValueError) as exc:
+        # ValueError: InvalidPattern / InvalidInputTemplate (their reasons name no record value).
+        status.clear()
+        raise click.ClickException(str(exc)) from exc
+    except Exception as exc:
+        if type(exc).__module__.startswith(("botocore", "boto3")):
+            status.clear()
+            raise click.ClickException(aws_failure(exc)) from exc
+        raise
+    report(result, err=True)
+
+
+def report(result: RunResult, *, err: bool) -> None:
+    """The summary table and why the run ended."""
+    click.echo(summary_table(result), err=err)
+    reasons = {
+        "caught-up": "every stream read to its end",
+        "idle": "nothing new for the idle time",
+        "time-limit": "time limit reached",
+        "stopped": "stopped",
+    }
+    click.echo(f"run ended: {reasons.get(result.reason, result.reason)}", err=err)
+
+
+__all__ = [
+    "aws_failure",
+    "build_dispatcher",
+    "build_pipes",
+    "logging_to",
+    "report",
+    "run",
+    "select_mappers",
+    "stop_on_interrupt",
+]

@@ -1,0 +1,306 @@
+"""Targets of the local Pipe: batch limits, retries, partial failures, never a silent drop."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from fhirpipes.errors import ConfigurationError
+from fhirpipes.pipes.targets import (
+    CLOUDWATCH_MAX_BYTES,
+    CLOUDWATCH_MAX_EVENTS,
+    SQS_MAX_BYTES,
+    CloudWatchLogsTarget,
+    DeliveryError,
+    FileTarget,
+    SqsTarget,
+    StreamTarget,
+    Target,
+    deliver,
+    parse_target,
+    to_message,
+)
+
+SECRET = "Jane-Doe-1970"  # stands for a record value: must never reach an error message
+
+
+class ClientError(Exception):
+    """Shaped like botocore's ClientError (a ``response`` with an error code)."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(f"An error occurred ({code}) with {SECRET}")
+        self.response = {"Error": {"Code": code}}
+
+
+class _Exceptions:
+    class ResourceAlreadyExistsException(Exception):
+        pass
+
+    class QueueDoesNotExist(Exception):
+        pass
+
+
+class FakeLogs:
+    exceptions = _Exceptions
+
+    def __init__(self, fail_times: int = 0) -> None:
+        self.fail_times = fail_times
+        self.calls: list[list[dict[str, Any]]] = []
+        self.groups: set[str] = set()
+        self.streams: set[tuple[str, str]] = set()
+
+    def create_log_group(self, logGroupName: str) -> None:
+        if logGroupName in self.groups:
+            raise self.exceptions.ResourceAlreadyExistsException()
+        self.groups.add(logGroupName)
+
+    def create_log_stream(self, logGroupName: str, logStreamName: str) -> None:
+        if (logGroupName, logStreamName) in self.streams:
+            raise self.exceptions.ResourceAlreadyExistsException()
+        self.streams.add((logGroupName, logStreamName))
+
+    def put_log_events(
+        self, logGroupName: str, logStreamName: str, logEvents: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        assert (logGroupName, logStreamName) in self.streams
+        if self.fail_times:
+            self.fail_times -= 1
+            raise ClientError("ServiceUnavailableException")
+        self.calls.append(logEvents)
+        return {"nextSequenceToken": "x"}
+
+
+class FakeSqs:
+    exceptions = _Exceptions
+
+    def __init__(self, reject: dict[int, bool] | None = None) -> None:
+        # reject: index within the first call -> SenderFault
+        self.reject = dict(reject or {})
+        self.calls: list[list[dict[str, Any]]] = []
+        self.delivered: list[str] = []
+        self.queues: dict[str, str] = {}
+
+    def get_queue_url(self, QueueName: str) -> dict[str, str]:
+        if QueueName not in self.queues:
+            raise self.exceptions.QueueDoesNotExist()
+        return {"QueueUrl": self.queues[QueueName]}
+
+    def create_queue(self, QueueName: str, Attributes: dict[str, str]) -> dict[str, str]:
+        self.queues[QueueName] = f"https://sqs.example/{QueueName}"
+        return {"QueueUrl": self.queues[QueueName]}
+
+    def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:
+        self.calls.append(Entries)
+        failed = []
+        for entry in Entries:
+            index = int(entry["Id"])
+            if len(self.calls) == 1 and index in self.reject:
+                failed.append({"Id": entry["Id"], "Code": "Boom", "SenderFault": self.reject[index]})
+            else:
+                self.delivered.append(entry["MessageBody"])
+        return {"Successful": [], "Failed": failed}
+
+
+def no_sleep(seconds: float) -> None:
+    pass
+
+
+def test_to_message_is_one_json_line_and_strings_pass_as_they_are() -> None:
+    assert to_message({"a": "é\nb"}) == '{"a":"é\\nb"}'
+    assert to_message("plain text") == "plain text"
+
+
+def test_cloudwatch_chunks_respect_the_event_count_limit() -> None:
+    target = CloudWatchLogsTarget(FakeLogs(), "g")
+    chunks = list(target.chunks(["x"] * (CLOUDWATCH_MAX_EVENTS + 5)))
+    assert [len(chunk) for chunk in chunks] == [CLOUDWATCH_MAX_EVENTS, 5]
+
+
+def test_cloudwatch_chunks_respect_the_byte_limit_with_the_per_event_overhead() -> None:
+    target = CloudWatchLogsTarget(FakeLogs(), "g")
+    message = "x" * (100_000 - 26)  # exactly 100,000 bytes counted per event
+    chunks = list(target.chunks([message] * 25))
+    assert [len(chunk) for chunk in chunks] == [10, 10, 5]
+    for chunk in chunks:
+        assert sum(len(m) + 26 for m in chunk) <= CLOUDWATCH_MAX_BYTES
+
+
+def test_cloudwatch_refuses_an_event_over_its_size_limit_without_sending_anything() -> None:
+    logs = FakeLogs()
+    target = CloudWatchLogsTarget(logs, "g")
+    with pytest.raises(DeliveryError, match="event 1 of the batch is"):
+        deliver(target, ["small", SECRET * 30_000], sleep=no_sleep)
+    assert logs.calls == []
+
+
+def test_cloudwatch_creates_the_group_and_stream_once_and_sends_every_event() -> None:
+    logs = FakeLogs()
+    logs.groups.add("g")  # the group exists already, the stream doesn't
+    target = CloudWatchLogsTarget(logs, "g", "s")
+    assert deliver(target, [{"n": 1}, {"n": 2}], sleep=no_sleep) == 2
+    assert deliver(target, [{"n": 3}], sleep=no_sleep) == 1
+    assert logs.streams == {("g", "s")}
+    assert [json.loads(e["message"])["n"] for call in logs.calls for e in call] == [1, 2, 3]
+
+
+def test_a_failed_delivery_is_retried_with_backoff() -> None:
+    logs = FakeLogs(fail_times=1)
+    sleeps: list[float] = []
+    delivered = deliver(CloudWatchLogsTarget(logs, "g"), [{"n": 1}], sleep=sleeps.append, backoff=0.5)
+    assert delivered == 1
+    assert sleeps == [0.5]
+    assert len(logs.calls) == 1
+
+
+def test_retries_exhausted_raise_and_name_no_value(caplog: pytest.LogCaptureFixture) -> None:
+    logs = FakeLogs(fail_times=10)
+    sleeps: list[float] = []
+    with pytest.raises(DeliveryError) as raised:
+        deliver(
+            CloudWatchLogsTarget(logs, "g"), [{"name": SECRET}], attempts=3, sleep=sleeps.append, backoff=1
+        )
+    assert sleeps == [1, 2]
+    assert "ServiceUnavailableException" in str(raised.value)
+    assert "after 3 attempts" in str(raised.value)
+    assert SECRET not in str(raised.value)
+    assert SECRET not in caplog.text
+    assert logs.calls == []
+
+
+def test_sqs_chunks_respect_ten_messages_and_256_kb() -> None:
+    target = SqsTarget(FakeSqs(), "https://sqs.example/q")
+    assert [len(c) for c in target.chunks(["m"] * 23)] == [10, 10, 3]
+    big = "x" * 100_000
+    chunks = list(target.chunks([big] * 5))
+    assert [len(c) for c in chunks] == [2, 2, 1]
+    assert all(sum(len(m) for m in c) <= SQS_MAX_BYTES for c in chunks)
+    with pytest.raises(DeliveryError, match="message 0 of the batch"):
+        list(target.chunks(["y" * (SQS_MAX_BYTES + 1)]))
+
+
+def test_sqs_retries_only_the_entries_that_failed() -> None:
+    sqs = FakeSqs(reject={1: False})  # a server-side failure of entry 1 in the first call
+    sqs.queues["q"] = "https://sqs.example/q"
+    sleeps: list[float] = []
+    assert deliver(SqsTarget(sqs, "q"), [{"n": n} for n in range(3)], sleep=sleeps.append) == 3
+    assert sorted(json.loads(m)["n"] for m in sqs.delivered) == [0, 1, 2]
+    assert [len(call) for call in sqs.calls] == [3, 1]
+    assert len(sleeps) == 1
+
+
+def test_sqs_sender_fault_is_not_retried_and_is_not_silent() -> None:
+    sqs = FakeSqs(reject={0: True})
+    with pytest.raises(DeliveryError, match="retrying can't help"):
+        deliver(SqsTarget(sqs, "https://sqs.example/q"), [{"n": SECRET}], sleep=no_sleep)
+    assert len(sqs.calls) == 1
+
+
+def test_sqs_fifo_queues_get_a_group_and_a_deduplication_id() -> None:
+    sqs = FakeSqs()
+    deliver(SqsTarget(sqs, "https://sqs.example/q.fifo"), [{"n": 1}], sleep=no_sleep)
+    entry = sqs.calls[0][0]
+    assert entry["MessageGroupId"] == "fhirpipes"
+    assert len(entry["MessageDeduplicationId"]) == 64
+
+
+def test_sqs_missing_queue_is_an_error_unless_asked_to_create_it() -> None:
+    with pytest.raises(DeliveryError, match="no such queue"):
+        deliver(SqsTarget(FakeSqs(), "missing"), [{"n": 1}], sleep=no_sleep)
+    sqs = FakeSqs()
+    deliver(SqsTarget(sqs, "made", create=True), [{"n": 1}], sleep=no_sleep)
+    assert sqs.queues == {"made": "https://sqs.example/made"}
+
+
+def test_file_target_appends_json_lines(tmp_path: Any) -> None:
+    path = tmp_path / "out" / "events.jsonl"
+    target = FileTarget(path)
+    deliver(target, [{"n": 1}, {"n": 2}])
+    deliver(target, [{"n": 3}])
+    target.close()
+    assert [json.loads(line)["n"] for line in path.read_text().splitlines()] == [1, 2, 3]
+
+
+def test_stream_target_writes_json_lines() -> None:
+    out = io.StringIO()
+    deliver(StreamTarget(out), [{"n": 1}, "text"])
+    assert out.getvalue() == '{"n":1}\ntext\n'
+
+
+def test_nothing_to_deliver_calls_nothing() -> None:
+    class Exploding(Target):
+        def send(self, chunk: list[str]) -> list[str]:
+            raise AssertionError("called")
+
+    assert deliver(Exploding(), []) == 0
+
+
+@pytest.mark.parametrize(
+    ("spec", "kind", "name"),
+    [
+        ("stdout", StreamTarget, "stdout"),
+        ("file:out/x.jsonl", FileTarget, "file:out/x.jsonl"),
+        ("cloudwatch:/aws/pipes/patients", CloudWatchLogsTarget, "cloudwatch:/aws/pipes/patients:fhirpipes"),
+        (
+            "cloudwatch:/aws/pipes/patients:events",
+            CloudWatchLogsTarget,
+            "cloudwatch:/aws/pipes/patients:events",
+        ),
+        (
+            "sqs:https://sqs.us-east-1.amazonaws.com/1/q",
+            SqsTarget,
+            "sqs:https://sqs.us-east-1.amazonaws.com/1/q",
+        ),
+    ],
+)
+def test_parse_target(spec: str, kind: type, name: str) -> None:
+    from fhirpipes.pipes.aws import AwsConfig
+
+    target = parse_target(spec, AwsConfig.embedded("http://127.0.0.1:1"))
+    assert isinstance(target, kind)
+    assert target.name == name
+
+
+@pytest.mark.parametrize("spec", ["kafka:x", "file:", "cloudwatch:", "nothing"])
+def test_parse_target_refuses_unknown_specs(spec: str) -> None:
+    with pytest.raises(ConfigurationError, match=r"unknown target|name a log group"):
+        parse_target(spec)
+
+
+# --- against the embedded server ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def embedded() -> Iterator[Any]:
+    from fhirpipes.pipes.embedded import EmbeddedAws
+
+    with EmbeddedAws() as server:
+        yield server
+
+
+@pytest.mark.slow
+def test_cloudwatch_and_sqs_targets_on_the_embedded_server(embedded: Any) -> None:
+    aws = embedded.config
+    cloudwatch = parse_target("cloudwatch:/fhirpipes/test-targets:run1", aws)
+    events = [{"n": n} for n in range(12)]
+    assert deliver(cloudwatch, events) == 12
+    logs = aws.client("logs")
+    got = logs.get_log_events(
+        logGroupName="/fhirpipes/test-targets", logStreamName="run1", startFromHead=True
+    )
+    assert [json.loads(e["message"]) for e in got["events"]] == events
+
+    sqs_target = parse_target("sqs:target-test", aws, create_missing=True)
+    assert deliver(sqs_target, events) == 12
+    sqs = aws.client("sqs")
+    url = sqs.get_queue_url(QueueName="target-test")["QueueUrl"]
+    received: list[Any] = []
+    while True:
+        batch = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        if not batch:
+            break
+        received.extend(json.loads(m["Body"]) for m in batch)
+    assert sorted(r["n"] for r in received) == list(range(12))
