@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import io
-import json
 import os
 import sys
 import time
@@ -21,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(__file__))
-from records import patient_record  # noqa: E402
+from records import patient_record
 
 
 def hand_written(record: dict[str, Any]) -> str:
@@ -40,7 +39,9 @@ def hand_written(record: dict[str, Any]) -> str:
         "identifier": [
             {
                 "use": "usual",
-                "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}]},
+                "type": {
+                    "coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}]
+                },
                 "system": "urn:fhirpipes:mrn",
                 "value": item["mrn"],
             }

@@ -17,7 +17,9 @@ from typing import Any
 
 # The same context boto3 uses (boto3.dynamodb.types.DYNAMODB_CONTEXT): 38 digits, and any
 # rounding is an error rather than a silent change of the number.
-DYNAMODB_CONTEXT = Context(Emin=-128, Emax=126, prec=38, traps=[Clamped, Overflow, Inexact, Rounded, Underflow])
+DYNAMODB_CONTEXT = Context(
+    Emin=-128, Emax=126, prec=38, traps=[Clamped, Overflow, Inexact, Rounded, Underflow]
+)
 
 
 class AttributeValueError(ValueError):

@@ -83,7 +83,8 @@ def code_map(value: Any, mapping: Mapping[str, Any], default: Any = ..., *, name
             return code
     if default is not ...:
         return default
-    raise ConversionError(f"{name}: the value is not one of the {len(mapping)} codes the map knows")
+    known = ", ".join(sorted({str(candidate) for candidate in mapping if str(candidate).strip()})[:20])
+    raise ConversionError(f"{name}: the value is not in the code map (known: {known})")
 
 
 GENDER_CODES = {

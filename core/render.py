@@ -27,7 +27,15 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from jinja2 import ChoiceLoader, PackageLoader, StrictUndefined, TemplateError, TemplateSyntaxError, Undefined, nodes
+from jinja2 import (
+    ChoiceLoader,
+    PackageLoader,
+    StrictUndefined,
+    TemplateError,
+    TemplateSyntaxError,
+    Undefined,
+    nodes,
+)
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.runtime import Context, Macro
@@ -152,7 +160,7 @@ class TemplateEnvironment(ImmutableSandboxedEnvironment):
             return False
         return super().is_safe_attribute(obj, attr, value)
 
-    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         # A template's own macros are safe to call: skip the sandbox's checks on this hot path.
         if type(__obj) is Macro:
             return __obj(*args, **kwargs)

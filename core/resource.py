@@ -138,7 +138,9 @@ _META_ORDER = ("id", "extension", "versionId", "lastUpdated", "source", "profile
 
 
 def _meta_in_order(meta: dict[str, Any]) -> dict[str, Any]:
-    return {key: meta[key] for key in sorted(meta, key=lambda k: _META_ORDER.index(k) if k in _META_ORDER else 99)}
+    return {
+        key: meta[key] for key in sorted(meta, key=lambda k: _META_ORDER.index(k) if k in _META_ORDER else 99)
+    }
 
 
 def validate(mapper: Mapper, resource: dict[str, Any]) -> dict[str, Any]:

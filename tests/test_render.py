@@ -47,14 +47,26 @@ def test_any_string_renders_as_itself(value: str) -> None:
 
 
 @settings(max_examples=100, deadline=None, database=None)
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(), lambda c: st.lists(c) | st.dictionaries(st.text(), c)))
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(),
+        lambda c: st.lists(c) | st.dictionaries(st.text(), c),
+    )
+)
 def test_any_json_value_renders_as_itself(value: Any) -> None:
     assert render_json("{{ v }}", v=value) == value
 
 
 @pytest.mark.parametrize(
     ("value", "text"),
-    [(None, "null"), (True, "true"), (3, "3"), (Decimal("1.50"), "1.50"), ({"a": [1]}, '{"a":[1]}'), ({"b", "a"}, '["a","b"]')],
+    [
+        (None, "null"),
+        (True, "true"),
+        (3, "3"),
+        (Decimal("1.50"), "1.50"),
+        ({"a": [1]}, '{"a":[1]}'),
+        ({"b", "a"}, '["a","b"]'),
+    ],
 )
 def test_values_render_as_json(value: Any, text: str) -> None:
     assert render_text("{{ v }}", v=value) == text
@@ -69,7 +81,9 @@ def test_shared_macros_compose_and_stay_safe(value: str) -> None:
         ' "telecom": [{{ fhir.contact_point("phone", v) }}]}'
     )
     assert render_json(source, v=value) == {
-        "name": [{"use": None, "text": None, "family": value, "given": [value, None], "prefix": [], "suffix": []}],
+        "name": [
+            {"use": None, "text": None, "family": value, "given": [value, None], "prefix": [], "suffix": []}
+        ],
         "address": [
             {"use": None, "type": None, "line": [value], "city": value, "district": None, "state": None,
              "postalCode": None, "country": None}
@@ -79,7 +93,10 @@ def test_shared_macros_compose_and_stay_safe(value: str) -> None:
 
 
 def test_macros_give_null_without_content() -> None:
-    source = '{% import "_macros/fhir.j2" as fhir %}[{{ fhir.human_name(use="official") }}, {{ fhir.address(use="home") }}]'
+    source = (
+        '{% import "_macros/fhir.j2" as fhir %}'
+        '[{{ fhir.human_name(use="official") }}, {{ fhir.address(use="home") }}]'
+    )
     assert render_json(source) == [None, None]
 
 
@@ -105,7 +122,13 @@ def test_nothing_turns_a_record_value_into_raw_json(expression: str) -> None:
 
 @pytest.mark.parametrize(
     "expression",
-    ["v.__class__", "v.__class__.__mro__", "''.__class__.__subclasses__()", "lipsum.__globals__", "cycler.__init__.__globals__"],
+    [
+        "v.__class__",
+        "v.__class__.__mro__",
+        "''.__class__.__subclasses__()",
+        "lipsum.__globals__",
+        "cycler.__init__.__globals__",
+    ],
 )
 def test_sandbox_keeps_templates_from_python_internals(expression: str) -> None:
     template = environment("fhirpipes.templates").from_string("{{ " + expression + " }}")
@@ -131,7 +154,10 @@ def test_undefined_names_are_errors() -> None:
 
 
 def test_optional_attributes_are_explicit() -> None:
-    assert render_json('{"a": {{ new.missing | default(none) }}, "b": {{ new.get("b") }}}', new={}) == {"a": None, "b": None}
+    assert render_json('{"a": {{ new.missing | default(none) }}, "b": {{ new.get("b") }}}', new={}) == {
+        "a": None,
+        "b": None,
+    }
 
 
 SECRET = "SECRET-VALUE-7731"
@@ -151,7 +177,7 @@ def test_render_errors_name_template_and_line(template: str, line: int, code: st
     from fhirpipes.render import render
 
     with pytest.raises(RenderError) as caught:
-        render("broken_templates", template, {"keys": {"id": SECRET}, "new": {"name": SECRET}})
+        render("template_fixtures", template, {"keys": {"id": SECRET}, "new": {"name": SECRET}})
     error = caught.value
     assert (error.template, error.line, error.code) == (where, line, code)
     assert SECRET not in str(error)
@@ -161,5 +187,5 @@ def test_undefined_message_names_schema_not_data() -> None:
     from fhirpipes.render import render
 
     with pytest.raises(RenderError) as caught:
-        render("broken_templates", "missing.json.j2", {"keys": {"id": "x"}, "new": {}})
+        render("template_fixtures", "missing.json.j2", {"keys": {"id": "x"}, "new": {}})
     assert "'gender'" in caught.value.message
