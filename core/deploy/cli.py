@@ -1,0 +1,212 @@
+"""The ``fhirpipes package`` and ``fhirpipes template`` commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from fhirpipes.deploy import DeployError
+from fhirpipes.deploy.package import ARCHITECTURES, FHIR_LAYOUT, PYTHON_VERSIONS
+from fhirpipes.errors import FhirpipesError
+
+
+def _fail(message: str) -> None:
+    """Exit non-zero with a one-line reason."""
+    raise click.ClickException(" ".join(message.split()))
+
+
+def _csv(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+@click.command()
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("dist"),
+    show_default=True,
+    help="Folder to write the zip into.",
+)
+@click.option(
+    "--python",
+    "python",
+    default="3.11",
+    show_default=True,
+    help=f"Lambda runtime: {', '.join(PYTHON_VERSIONS)}.",
+)
+@click.option(
+    "--arch", default="x86_64", show_default=True, help=f"Lambda architecture: {', '.join(ARCHITECTURES)}."
+)
+@click.option(
+    "--fhir-versions",
+    default=None,
+    help=f"Comma-separated FHIR versions of fhir.resources to keep ({', '.join(FHIR_LAYOUT)}); "
+    "default: the ones the registered mappers declare.",
+)
+@click.option(
+    "--plugin",
+    "plugins",
+    multiple=True,
+    help="Entry-point name of a plugin to ship (repeatable; default: every installed plugin).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def package(
+    out_dir: Path, python: str, arch: str, fhir_versions: str | None, plugins: tuple[str, ...], as_json: bool
+) -> None:
+    """Build the Lambda deployment zip: fhirpipes, the installed plugins and their dependencies,
+    for the Lambda runtime's Python and architecture. Its handler is fhirpipes.handler.handler."""
+    from fhirpipes.deploy.package import build_package
+
+    try:
+        result = build_package(
+            out_dir,
+            python=python,
+            arch=arch,
+            fhir_versions=_csv(fhir_versions),
+            plugins=list(plugins) or None,
+            log=lambda line: click.echo(line, err=True),
+        )
+    except FhirpipesError as exc:
+        _fail(str(exc))
+    if as_json:  # the summary lists them; JSON readers get them on stderr too
+        for warning in result.warnings:
+            click.echo(f"warning: {warning}", err=True)
+    click.echo(json.dumps(result.as_json(), indent=2) if as_json else result.summary())
+
+
+@click.command()
+@click.option(
+    "--target",
+    default="logs",
+    show_default=True,
+    help="Where each Pipe sends the FHIR events: logs (a CloudWatch Logs group per Pipe, as the "
+    "original), sqs (a queue per Pipe) or eventbridge (one event bus).",
+)
+@click.option(
+    "--package",
+    "package_zip",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="A zip built by `fhirpipes package`: take the runtime and architecture from it "
+    "(and check it maps every table).",
+)
+@click.option(
+    "--python",
+    "python",
+    default=None,
+    help=f"Lambda runtime: {', '.join(PYTHON_VERSIONS)} (default 3.11, or the package's).",
+)
+@click.option(
+    "--arch",
+    default=None,
+    help=f"Lambda architecture: {', '.join(ARCHITECTURES)} (default x86_64, or the package's).",
+)
+@click.option("--memory", "memory_mb", type=int, default=512, show_default=True, help="Function memory (MB).")
+@click.option(
+    "--timeout",
+    "timeout_seconds",
+    type=int,
+    default=30,
+    show_default=True,
+    help="Function timeout (seconds).",
+)
+@click.option(
+    "--max-retries",
+    type=int,
+    default=3,
+    show_default=True,
+    help="Retries of a failed batch before it goes to the dead-letter queue (-1: until it expires).",
+)
+@click.option(
+    "--max-record-age",
+    type=int,
+    default=3600,
+    show_default=True,
+    help="Seconds after which a failing record goes to the dead-letter queue "
+    "(-1: until the stream drops it, after 24 hours).",
+)
+@click.option(
+    "--plugin",
+    "plugins",
+    multiple=True,
+    help="Entry-point name of a plugin to deploy (repeatable; default: every installed plugin).",
+)
+@click.option(
+    "--env",
+    "environment",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="An extra environment variable of the function, e.g. a plugin's setting (repeatable).",
+)
+@click.option(
+    "--out",
+    "out_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the template to this file instead of standard output.",
+)
+def template(
+    target: str,
+    package_zip: Path | None,
+    python: str | None,
+    arch: str | None,
+    memory_mb: int,
+    timeout_seconds: int,
+    max_retries: int,
+    max_record_age: int,
+    plugins: tuple[str, ...],
+    environment: tuple[str, ...],
+    out_file: Path | None,
+) -> None:
+    """Print the CloudFormation template (YAML): the shared enrichment function and one EventBridge
+    Pipe per source table of the registered mappers, with least-privilege roles."""
+    from fhirpipes.deploy.cloudformation import TemplateOptions, build_template, to_yaml
+    from fhirpipes.deploy.package import read_manifest
+    from fhirpipes.plugins import load_registry
+
+    try:
+        variables = dict(_assignment(item) for item in environment)
+        registry = load_registry(only=list(plugins) or None)
+        if package_zip is not None:
+            manifest = read_manifest(package_zip)
+            for option, key, given in (("--python", "python", python), ("--arch", "architecture", arch)):
+                if given is not None and given != manifest.get(key):
+                    raise DeployError(f"{option} {given} differs from the package's {manifest.get(key)}")
+            python = python or str(manifest.get("python"))
+            arch = arch or str(manifest.get("architecture"))
+            shipped = manifest.get("tables")
+            shipped_tables = {str(t) for t in shipped} if isinstance(shipped, list) else set()
+            missing = sorted(set(registry.tables) - shipped_tables)
+            if missing:
+                raise DeployError(f"the package has no mapper for table {', '.join(missing)}: rebuild it")
+        options = TemplateOptions(
+            python=python or "3.11",
+            arch=arch or "x86_64",
+            target=target,
+            memory_mb=memory_mb,
+            timeout_seconds=timeout_seconds,
+            max_retries=max_retries,
+            max_record_age_seconds=max_record_age,
+            plugins=tuple(plugins),
+            environment=variables,
+        )
+        text = to_yaml(build_template(registry.mappers, options))
+    except FhirpipesError as exc:
+        _fail(str(exc))
+    if out_file is None:
+        click.echo(text, nl=False)
+    else:
+        out_file.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {out_file}", err=True)
+
+
+def _assignment(item: str) -> tuple[str, str]:
+    name, sep, value = item.partition("=")
+    if not sep or not name:
+        raise DeployError(f"--env takes NAME=VALUE, not {name or item!r}")
+    return name, value

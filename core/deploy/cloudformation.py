@@ -1,0 +1,446 @@
+"""``fhirpipes template``: the CloudFormation template of the shared function and one Pipe per table.
+
+What it declares (YAML, intrinsic functions in their long form so plain YAML tools read it):
+
+* ``EnrichmentFunction``: the shared Lambda (code from the ``CodeS3Bucket``/``CodeS3Key``
+  parameters, handler ``fhirpipes.handler.handler``), its log group with a retention, and a
+  role that may only write to that log group.
+* Per source table: a ``<Table>StreamArn`` parameter (checked to be *that* table's stream: the
+  dispatcher routes records by the table in the ARN) and an optional ``<Table>KmsKeyArn``; an
+  ``AWS::Pipes::Pipe`` with the mappers' declared filters, batch size, batching window and
+  starting position, the shared function as enrichment with no input template (it takes the
+  stream records as they are), a target, and a retry policy that keeps a poison batch from
+  blocking the shard for the stream's 24 hours (retries, a maximum record age, bisecting the
+  batch, then a dead-letter queue that receives the batch's *location*, never its records).
+* Per Pipe, a role that may read only its own stream (``dynamodb:ListStreams`` alone needs
+  ``Resource: "*"``: it has no resource-level permissions), decrypt with the table's key when
+  one is given, invoke only the shared function, and send only to its target and its
+  dead-letter queue.
+
+Several mappers on one table (single-table designs, each with a `match`) share one Pipe: a
+shard is best read by at most two consumers, and ``FHIRPIPES_PIPE_NAMES`` maps a table to one
+Pipe. Their filters are pooled (at most five); their Pipe settings must agree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from fhirpipes.deploy import DeployError
+from fhirpipes.deploy.package import ARCHITECTURES, HANDLER, PYTHON_VERSIONS
+from fhirpipes.mapper import Mapper
+
+TARGETS: tuple[str, ...] = ("logs", "sqs", "eventbridge")
+LOG_RETENTION_DAYS: tuple[int, ...] = (
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
+)  # fmt: skip
+MAX_FILTERS = 5
+MAX_PATTERN_LENGTH = 4096
+MAX_PIPE_NAME = 64
+ON_ERROR = ("emit", "raise", "drop")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+_ENV_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_RESERVED_ENV = ("FHIRPIPES_PIPE_NAMES", "FHIRPIPES_ON_ERROR", "FHIRPIPES_LOG_LEVEL", "FHIRPIPES_PLUGINS")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TemplateOptions:
+    """What ``fhirpipes template`` asks for; the defaults are the command's."""
+
+    python: str = "3.11"
+    arch: str = "x86_64"
+    target: str = "logs"
+    memory_mb: int = 512
+    timeout_seconds: int = 30
+    max_retries: int = 3
+    max_record_age_seconds: int = 3600
+    plugins: tuple[str, ...] = ()
+    environment: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    def check(self) -> None:
+        """`DeployError` for a value CloudFormation or Lambda would refuse."""
+        if self.python not in PYTHON_VERSIONS:
+            raise DeployError(
+                f"unknown Python version {self.python!r}: Lambda runtimes are {', '.join(PYTHON_VERSIONS)}"
+            )
+        if self.arch not in ARCHITECTURES:
+            raise DeployError(f"unknown architecture {self.arch!r}: Lambda has {', '.join(ARCHITECTURES)}")
+        if self.target not in TARGETS:
+            raise DeployError(f"unknown target {self.target!r}: choose {', '.join(TARGETS)}")
+        if not 128 <= self.memory_mb <= 10240:
+            raise DeployError("--memory must be between 128 and 10240 MB")
+        if not 1 <= self.timeout_seconds <= 900:
+            raise DeployError("--timeout must be between 1 and 900 seconds")
+        if not -1 <= self.max_retries <= 10000:
+            raise DeployError("--max-retries must be between -1 (forever) and 10000")
+        if self.max_record_age_seconds != -1 and not 60 <= self.max_record_age_seconds <= 604800:
+            raise DeployError("--max-record-age must be -1 (forever) or between 60 and 604800 seconds")
+        for name in self.environment:
+            if not _ENV_NAME.match(name) or name.startswith("AWS_") or name in _RESERVED_ENV:
+                raise DeployError(f"--env {name}: not a name the template can set")
+
+
+@dataclasses.dataclass(frozen=True)
+class TablePipe:
+    """One source table's Pipe: its mappers and the settings they agree on."""
+
+    table: str
+    logical: str
+    name_suffix: str
+    mappers: tuple[Mapper, ...]
+    filters: tuple[str, ...]
+    """JSON text of each filter pattern, as ``FilterCriteria.Filters[].Pattern``."""
+    batch_size: int
+    batching_window_seconds: int
+    starting_position: str
+
+
+def table_pipes(mappers: Iterable[Mapper]) -> list[TablePipe]:
+    """Group mappers by table, pool their filters and check them; `DeployError` if they don't fit a Pipe."""
+    from fhirpipes.pipes.patterns import InvalidPattern, validate_filters
+
+    by_table: dict[str, list[Mapper]] = {}
+    for mapper in mappers:
+        by_table.setdefault(mapper.table, []).append(mapper)
+    if not by_table:
+        raise DeployError("no mapper registered: nothing to deploy")
+    pipes: list[TablePipe] = []
+    logicals: set[str] = set()
+    for table, group in by_table.items():
+        settings = {
+            (m.pipe.batch_size, m.pipe.batching_window_seconds, m.pipe.starting_position) for m in group
+        }
+        if len(settings) > 1:
+            raise DeployError(
+                f"the mappers of table {table!r} declare different Pipe settings (batch size, batching "
+                "window, starting position); one Pipe reads the table, so make them agree"
+            )
+        filters: list[str] = []
+        for mapper in group:
+            for pattern in mapper.pipe_filters():
+                text = json.dumps(pattern, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+                if text not in filters:
+                    filters.append(text)
+        if len(filters) > MAX_FILTERS:
+            raise DeployError(
+                f"table {table!r}: {len(filters)} filter patterns; a Pipe takes at most {MAX_FILTERS}"
+            )
+        for text in filters:
+            if len(text) > MAX_PATTERN_LENGTH:
+                raise DeployError(
+                    f"table {table!r}: a filter pattern is {len(text)} characters; "
+                    f"the maximum is {MAX_PATTERN_LENGTH}"
+                )
+        try:
+            validate_filters([{"Pattern": text} for text in filters])
+        except InvalidPattern as exc:
+            raise DeployError(f"table {table!r}: EventBridge would refuse a filter: {exc}") from exc
+        ((batch_size, window, position),) = settings
+        logical = _logical_id(table, logicals)
+        logicals.add(logical)
+        pipes.append(
+            TablePipe(
+                table=table,
+                logical=logical,
+                name_suffix=table if len(table) <= 40 else f"{table[:31]}-{_crc(table)}",
+                mappers=tuple(group),
+                filters=tuple(filters),
+                batch_size=batch_size,
+                batching_window_seconds=window,
+                starting_position=position,
+            )
+        )
+    return pipes
+
+
+def build_template(mappers: Iterable[Mapper], options: TemplateOptions | None = None) -> dict[str, Any]:
+    """The CloudFormation template (a JSON-like dict) for ``mappers``."""
+    options = options or TemplateOptions()
+    options.check()
+    pipes = table_pipes(mappers)
+    longest = max(len(pipe.name_suffix) for pipe in pipes)
+    parameters: dict[str, Any] = {
+        "CodeS3Bucket": {
+            "Type": "String",
+            "MinLength": 3,
+            "Description": "S3 bucket holding the package zip.",
+        },
+        "CodeS3Key": {
+            "Type": "String",
+            "MinLength": 1,
+            "Description": "S3 key of the package zip (a new key, e.g. with its sha256, updates the code).",
+        },
+        "PipeNamePrefix": {
+            "Type": "String",
+            "Default": "fhirpipes",
+            "AllowedPattern": r"[\.\-_A-Za-z0-9]+",
+            "MaxLength": MAX_PIPE_NAME - 1 - longest,
+            "Description": "Pipe names are <prefix>-<table>; unique per account and region.",
+        },
+        "OnError": {
+            "Type": "String",
+            "Default": "emit",
+            "AllowedValues": list(ON_ERROR),
+            "Description": "A record that can't be mapped: an error event (emit), a failed batch that the "
+            "Pipe retries then dead-letters (raise), or left out (drop).",
+        },
+        "LogLevel": {"Type": "String", "Default": "INFO", "AllowedValues": list(LOG_LEVELS)},
+        "LogRetentionInDays": {
+            "Type": "Number",
+            "Default": 30,
+            "AllowedValues": list(LOG_RETENTION_DAYS),
+            "Description": "Retention of the function's and the Pipes' log groups.",
+        },
+    }
+    conditions: dict[str, Any] = {}
+    resources: dict[str, Any] = {}
+    outputs: dict[str, Any] = {}
+
+    for pipe in pipes:
+        parameters[f"{pipe.logical}StreamArn"] = {
+            "Type": "String",
+            "AllowedPattern": (
+                rf"arn:aws[a-z\-]*:dynamodb:[a-z0-9\-]+:[0-9]{{12}}:table/{re.escape(pipe.table)}/stream/.+"
+            ),
+            "ConstraintDescription": f"the stream ARN of table {pipe.table} (records are routed by table)",
+            "Description": f"Stream ARN of the {pipe.table} table (NEW_AND_OLD_IMAGES).",
+        }
+        parameters[f"{pipe.logical}KmsKeyArn"] = {
+            "Type": "String",
+            "Default": "",
+            "AllowedPattern": r"(arn:aws[a-z\-]*:kms:[a-z0-9\-]+:[0-9]{12}:key/[A-Za-z0-9\-]+)?",
+            "Description": f"ARN of the customer managed KMS key of the {pipe.table} table, if it has one.",
+        }
+        conditions[f"{pipe.logical}HasKmsKey"] = {
+            "Fn::Not": [{"Fn::Equals": [{"Ref": f"{pipe.logical}KmsKeyArn"}, ""]}]
+        }
+
+    resources["EnrichmentLogGroup"] = {
+        "Type": "AWS::Logs::LogGroup",
+        "DeletionPolicy": "Retain",
+        "UpdateReplacePolicy": "Retain",
+        "Properties": {"RetentionInDays": {"Ref": "LogRetentionInDays"}},
+    }
+    resources["EnrichmentRole"] = {
+        "Type": "AWS::IAM::Role",
+        "Properties": {
+            "Description": "fhirpipes enrichment function: writes its own log group, nothing else.",
+            "AssumeRolePolicyDocument": _assume("lambda.amazonaws.com"),
+            "Policies": [
+                {
+                    "PolicyName": "own-log-group",
+                    "PolicyDocument": _policy(
+                        [
+                            _allow(
+                                "WriteOwnLogs",
+                                ["logs:CreateLogStream", "logs:PutLogEvents"],
+                                {"Fn::GetAtt": ["EnrichmentLogGroup", "Arn"]},
+                            )
+                        ]
+                    ),
+                }
+            ],
+        },
+    }
+    environment: dict[str, Any] = {
+        "FHIRPIPES_PIPE_NAMES": {
+            "Fn::Sub": json.dumps(
+                {pipe.table: f"${{PipeNamePrefix}}-{pipe.name_suffix}" for pipe in pipes},
+                separators=(",", ":"),
+            )
+        },
+        "FHIRPIPES_ON_ERROR": {"Ref": "OnError"},
+        "FHIRPIPES_LOG_LEVEL": {"Ref": "LogLevel"},
+    }
+    if options.plugins:
+        environment["FHIRPIPES_PLUGINS"] = ",".join(sorted(options.plugins))
+    environment.update(sorted(options.environment.items()))
+    resources["EnrichmentFunction"] = {
+        "Type": "AWS::Lambda::Function",
+        "Properties": {
+            "Description": "fhirpipes: maps DynamoDB stream records to FHIR, as the enrichment of the Pipes.",
+            "Runtime": f"python{options.python}",
+            "Architectures": [options.arch],
+            "Handler": HANDLER,
+            "Code": {"S3Bucket": {"Ref": "CodeS3Bucket"}, "S3Key": {"Ref": "CodeS3Key"}},
+            "MemorySize": options.memory_mb,
+            "Timeout": options.timeout_seconds,
+            "Role": {"Fn::GetAtt": ["EnrichmentRole", "Arn"]},
+            "LoggingConfig": {"LogGroup": {"Ref": "EnrichmentLogGroup"}},
+            "Environment": {"Variables": environment},
+        },
+    }
+    outputs["EnrichmentFunctionArn"] = {"Value": {"Fn::GetAtt": ["EnrichmentFunction", "Arn"]}}
+    outputs["EnrichmentLogGroupName"] = {"Value": {"Ref": "EnrichmentLogGroup"}}
+
+    if options.target == "eventbridge":
+        resources["TargetEventBus"] = {
+            "Type": "AWS::Events::EventBus",
+            "Properties": {"Name": {"Fn::Sub": "${PipeNamePrefix}-fhir"}},
+        }
+        outputs["TargetEventBusArn"] = {"Value": {"Fn::GetAtt": ["TargetEventBus", "Arn"]}}
+
+    for pipe in pipes:
+        resources.update(_pipe_resources(pipe, options, outputs))
+
+    return {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Description": "fhirpipes: one shared enrichment Lambda and an EventBridge Pipe per DynamoDB table "
+        f"({', '.join(pipe.table for pipe in pipes)}).",
+        "Parameters": parameters,
+        "Conditions": conditions,
+        "Resources": resources,
+        "Outputs": outputs,
+    }
+
+
+def _pipe_resources(pipe: TablePipe, options: TemplateOptions, outputs: dict[str, Any]) -> dict[str, Any]:
+    name = {"Fn::Sub": f"${{PipeNamePrefix}}-{pipe.name_suffix}"}
+    stream = {"Ref": f"{pipe.logical}StreamArn"}
+    dlq = f"{pipe.logical}DeadLetterQueue"
+    resources: dict[str, Any] = {
+        dlq: {
+            "Type": "AWS::SQS::Queue",
+            "Properties": {"MessageRetentionPeriod": 1209600, "SqsManagedSseEnabled": True},
+        }
+    }
+    target_arn: Any
+    target_parameters: dict[str, Any] | None = None
+    if options.target == "logs":
+        group = f"{pipe.logical}TargetLogGroup"
+        resources[group] = {
+            "Type": "AWS::Logs::LogGroup",
+            "DeletionPolicy": "Retain",
+            "UpdateReplacePolicy": "Retain",
+            "Properties": {"RetentionInDays": {"Ref": "LogRetentionInDays"}},
+        }
+        target_arn = {"Fn::GetAtt": [group, "Arn"]}
+        target_statement = _allow("SendToTarget", ["logs:CreateLogStream", "logs:PutLogEvents"], target_arn)
+        target_parameters = {"CloudWatchLogsParameters": {"LogStreamName": name}}
+        outputs[f"{pipe.logical}TargetLogGroupName"] = {"Value": {"Ref": group}}
+    elif options.target == "sqs":
+        queue = f"{pipe.logical}TargetQueue"
+        resources[queue] = {
+            "Type": "AWS::SQS::Queue",
+            "Properties": {"MessageRetentionPeriod": 1209600, "SqsManagedSseEnabled": True},
+        }
+        target_arn = {"Fn::GetAtt": [queue, "Arn"]}
+        target_statement = _allow("SendToTarget", ["sqs:SendMessage"], target_arn)
+        outputs[f"{pipe.logical}TargetQueueUrl"] = {"Value": {"Ref": queue}}
+    else:
+        target_arn = {"Fn::GetAtt": ["TargetEventBus", "Arn"]}
+        target_statement = _allow("SendToTarget", ["events:PutEvents"], target_arn)
+        single = pipe.mappers[0] if len(pipe.mappers) == 1 else None
+        target_parameters = {
+            "EventBridgeEventBusParameters": {
+                "Source": single.envelope_source if single else f"fhirpipes.{pipe.table}",
+                "DetailType": f"{single.resource_type}Change" if single else "FhirResourceChange",
+            }
+        }
+    statements = [
+        _allow(
+            "ReadOwnStream",
+            ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"],
+            stream,
+        ),
+        # ListStreams has no resource-level permissions: "*" is the only resource it takes.
+        _allow("ListStreams", ["dynamodb:ListStreams"], "*"),
+        {
+            "Fn::If": [
+                f"{pipe.logical}HasKmsKey",
+                _allow("DecryptOwnStream", ["kms:Decrypt"], {"Ref": f"{pipe.logical}KmsKeyArn"}),
+                {"Ref": "AWS::NoValue"},
+            ]
+        },
+        _allow("InvokeEnrichment", ["lambda:InvokeFunction"], {"Fn::GetAtt": ["EnrichmentFunction", "Arn"]}),
+        target_statement,
+        _allow("SendToDeadLetterQueue", ["sqs:SendMessage"], {"Fn::GetAtt": [dlq, "Arn"]}),
+    ]
+    resources[f"{pipe.logical}PipeRole"] = {
+        "Type": "AWS::IAM::Role",
+        "Properties": {
+            "Description": f"fhirpipes Pipe of {pipe.table}: its stream, the enrichment, its target and DLQ.",
+            "AssumeRolePolicyDocument": _assume("pipes.amazonaws.com"),
+            "Policies": [{"PolicyName": "pipe", "PolicyDocument": _policy(statements)}],
+        },
+    }
+    properties: dict[str, Any] = {
+        "Name": name,
+        "Description": f"fhirpipes: {pipe.table} changes to FHIR "
+        f"({', '.join(sorted({m.resource_type for m in pipe.mappers}))}).",
+        "DesiredState": "RUNNING",
+        "RoleArn": {"Fn::GetAtt": [f"{pipe.logical}PipeRole", "Arn"]},
+        "Source": stream,
+        "SourceParameters": {
+            "DynamoDBStreamParameters": {
+                "StartingPosition": pipe.starting_position,
+                "BatchSize": pipe.batch_size,
+                "MaximumBatchingWindowInSeconds": pipe.batching_window_seconds,
+                "MaximumRetryAttempts": options.max_retries,
+                "MaximumRecordAgeInSeconds": options.max_record_age_seconds,
+                "OnPartialBatchItemFailure": "AUTOMATIC_BISECT",
+                "DeadLetterConfig": {"Arn": {"Fn::GetAtt": [dlq, "Arn"]}},
+            },
+            "FilterCriteria": {"Filters": [{"Pattern": text} for text in pipe.filters]},
+        },
+        # The shared function takes the records as the stream gives them: no EnrichmentParameters.
+        "Enrichment": {"Fn::GetAtt": ["EnrichmentFunction", "Arn"]},
+        "Target": target_arn,
+    }
+    if target_parameters:
+        properties["TargetParameters"] = target_parameters
+    resources[f"{pipe.logical}Pipe"] = {"Type": "AWS::Pipes::Pipe", "Properties": properties}
+    outputs[f"{pipe.logical}PipeName"] = {"Value": {"Ref": f"{pipe.logical}Pipe"}}
+    outputs[f"{pipe.logical}DeadLetterQueueUrl"] = {"Value": {"Ref": dlq}}
+    return resources
+
+
+def _assume(service: str) -> dict[str, Any]:
+    statement: dict[str, Any] = {
+        "Effect": "Allow",
+        "Principal": {"Service": service},
+        "Action": "sts:AssumeRole",
+    }
+    if service == "pipes.amazonaws.com":
+        # Confused-deputy protection: only Pipes of this account may assume the role.
+        statement["Condition"] = {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+    return {"Version": "2012-10-17", "Statement": [statement]}
+
+
+def _policy(statements: list[Any]) -> dict[str, Any]:
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def _allow(sid: str, actions: Sequence[str], resource: Any) -> dict[str, Any]:
+    return {"Sid": sid, "Effect": "Allow", "Action": list(actions), "Resource": resource}
+
+
+def _logical_id(table: str, taken: set[str]) -> str:
+    """A CloudFormation logical-ID stem for ``table``: its alphanumeric words, capitalised."""
+    words = [word for word in re.split(r"[^A-Za-z0-9]+", table) if word]
+    stem = "".join(word[:1].upper() + word[1:] for word in words) or "Table"
+    if stem[0].isdigit():
+        stem = f"T{stem}"
+    stem = stem[:64]
+    return stem if stem not in taken else f"{stem[:56]}{_crc(table)}"
+
+
+def _crc(text: str) -> str:
+    return f"{zlib.crc32(text.encode()):08x}"
+
+
+def to_yaml(template: Mapping[str, Any]) -> str:
+    """The template as YAML text (stable: same input, same text)."""
+    import yaml
+
+    # CloudFormation rejects YAML aliases (&id001/*id001), which PyYAML writes for shared objects.
+    dumper = type("Dumper", (yaml.SafeDumper,), {"ignore_aliases": lambda self, data: True})
+
+    header = "# Generated by `fhirpipes template`; regenerate it rather than editing it.\n"
+    body = yaml.dump(dict(template), Dumper=dumper, sort_keys=False, default_flow_style=False, width=120)
+    return header + str(body)

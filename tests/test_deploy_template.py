@@ -1,0 +1,361 @@
+"""`fhirpipes template`: the CloudFormation template, checked by cfn-lint and by what it must (not) say."""
+
+from __future__ import annotations
+
+import json
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cfnlint.api import ManualArgs, lint
+from click.testing import CliRunner
+
+from fhirpipes import KeyPrefix, Mapper, PipeSpec
+from fhirpipes.cli import main
+from fhirpipes.deploy import DeployError
+from fhirpipes.deploy.cloudformation import TARGETS, TemplateOptions, build_template, to_yaml
+from fhirpipes.deploy.package import ZIP_COMMENT_KEY
+from fhirpipes.pipes.patterns import validate_filters
+from fhirpipes.plugins import load_registry
+from fhirpipes.settings import Settings
+
+ACCOUNT = "123456789012"
+
+
+def stream_arn(table: str) -> str:
+    return f"arn:aws:dynamodb:eu-west-1:{ACCOUNT}:table/{table}/stream/2024-05-01T00:00:00.000"
+
+
+def lint_messages(text: str) -> list[str]:
+    matches = lint(text, config=ManualArgs(regions=["us-east-1", "eu-west-1"]))
+    return [f"{m.rule.id} {m.message} (line {m.linenumber})" for m in matches]
+
+
+def resources_of(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {name: r for name, r in template["Resources"].items() if r["Type"] == kind}
+
+
+def statements(role: dict[str, Any]) -> list[dict[str, Any]]:
+    found = []
+    for policy in role["Properties"]["Policies"]:
+        for statement in policy["PolicyDocument"]["Statement"]:
+            if "Fn::If" in statement:
+                _, then, otherwise = statement["Fn::If"]
+                assert otherwise == {"Ref": "AWS::NoValue"}
+                statement = then
+            found.append(statement)
+    return found
+
+
+def sub(value: Any, variables: dict[str, str]) -> str:
+    """Resolve a Fn::Sub string the way CloudFormation would, for the variables given."""
+    text = value["Fn::Sub"] if isinstance(value, dict) else value
+    return re.sub(r"\$\{([^}]+)\}", lambda m: variables[m.group(1)], text)
+
+
+@pytest.fixture(scope="module")
+def registry_mappers() -> list[Mapper]:
+    return load_registry().mappers
+
+
+@pytest.fixture(scope="module")
+def single_table_mappers() -> list[Mapper]:
+    """Two mappers on one table (a single-table design) plus a table with declared Pipe settings."""
+    spec = PipeSpec(batch_size=50, batching_window_seconds=5, starting_position="LATEST")
+    return [
+        Mapper(
+            table="clinic-data.v2",
+            resource_type="Patient",
+            template="patient.json.j2",
+            match=KeyPrefix(attribute="pk", prefix="PATIENT#"),
+            pipe=spec,
+        ),
+        Mapper(
+            table="clinic-data.v2",
+            resource_type="Practitioner",
+            template="patient.json.j2",
+            match=KeyPrefix(attribute="pk", prefix="DOCTOR#"),
+            on_delete="ignore",
+            pipe=spec,
+        ),
+        Mapper(
+            table="Encounters",
+            resource_type="Encounter",
+            template="patient.json.j2",
+            pipe=PipeSpec(
+                filters=(
+                    {"eventName": ["INSERT"]},
+                    {"dynamodb": {"NewImage": {"status": {"S": ["finished"]}}}},
+                ),
+                batch_size=1,
+            ),
+        ),
+    ]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_the_registered_mappers_template_passes_cfn_lint(registry_mappers: list[Mapper], target: str) -> None:
+    text = to_yaml(build_template(registry_mappers, TemplateOptions(target=target)))
+    assert lint_messages(text) == []
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("arch", ["x86_64", "arm64"])
+def test_a_single_table_design_passes_cfn_lint(
+    single_table_mappers: list[Mapper], target: str, arch: str
+) -> None:
+    options = TemplateOptions(target=target, arch=arch, python="3.13", plugins=("patient",))
+    text = to_yaml(build_template(single_table_mappers, options))
+    assert lint_messages(text) == []
+
+
+def test_cfn_lint_would_catch_the_originals_ignored_lambda_parameters(registry_mappers: list[Mapper]) -> None:
+    # The check is only worth something if cfn-lint sees the kind of mistake the original made.
+    text = to_yaml(build_template(registry_mappers))
+    broken = text.replace(
+        "      Enrichment:\n",
+        "      EnrichmentParameters:\n        LambdaParameters:\n          InvocationType: REQUEST_RESPONSE\n"
+        "      Enrichment:\n",
+        1,
+    )
+    assert any(message.startswith("E3002") for message in lint_messages(broken))
+
+
+def test_one_pipe_per_table_with_the_mappers_filters_and_settings(single_table_mappers: list[Mapper]) -> None:
+    template = build_template(single_table_mappers)
+    pipes = resources_of(template, "AWS::Pipes::Pipe")
+    assert set(pipes) == {"ClinicDataV2Pipe", "EncountersPipe"}
+
+    clinic = pipes["ClinicDataV2Pipe"]["Properties"]
+    source = clinic["SourceParameters"]
+    patterns = [json.loads(f["Pattern"]) for f in source["FilterCriteria"]["Filters"]]
+    assert patterns == single_table_mappers[0].pipe_filters() + single_table_mappers[1].pipe_filters()
+    stream = source["DynamoDBStreamParameters"]
+    assert (stream["BatchSize"], stream["MaximumBatchingWindowInSeconds"], stream["StartingPosition"]) == (
+        50,
+        5,
+        "LATEST",
+    )
+    assert clinic["Source"] == {"Ref": "ClinicDataV2StreamArn"}
+
+    encounters = pipes["EncountersPipe"]["Properties"]["SourceParameters"]
+    assert [json.loads(f["Pattern"]) for f in encounters["FilterCriteria"]["Filters"]] == [
+        {"eventName": ["INSERT"]},
+        {"dynamodb": {"NewImage": {"status": {"S": ["finished"]}}}},
+    ]
+    assert encounters["DynamoDBStreamParameters"]["BatchSize"] == 1
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_every_embedded_filter_is_one_eventbridge_accepts(
+    registry_mappers: list[Mapper], single_table_mappers: list[Mapper], target: str
+) -> None:
+    for mappers in (registry_mappers, single_table_mappers):
+        template = build_template(mappers, TemplateOptions(target=target))
+        for pipe in resources_of(template, "AWS::Pipes::Pipe").values():
+            filters = pipe["Properties"]["SourceParameters"]["FilterCriteria"]["Filters"]
+            assert 1 <= len(filters) <= 5
+            assert all(isinstance(f["Pattern"], str) and len(f["Pattern"]) <= 4096 for f in filters)
+            validate_filters(filters)
+
+
+def test_the_enrichment_is_the_shared_function_with_no_input_template(registry_mappers: list[Mapper]) -> None:
+    template = build_template(registry_mappers)
+    text = to_yaml(template)
+    assert "InputTemplate" not in text and "LambdaParameters" not in text
+    function = template["Resources"]["EnrichmentFunction"]["Properties"]
+    assert function["Handler"] == "fhirpipes.handler.handler"
+    assert function["Code"] == {"S3Bucket": {"Ref": "CodeS3Bucket"}, "S3Key": {"Ref": "CodeS3Key"}}
+    for pipe in resources_of(template, "AWS::Pipes::Pipe").values():
+        assert pipe["Properties"]["Enrichment"] == {"Fn::GetAtt": ["EnrichmentFunction", "Arn"]}
+        assert "EnrichmentParameters" not in pipe["Properties"]
+
+
+def test_a_poison_batch_goes_to_a_dead_letter_queue_instead_of_blocking_the_shard(
+    registry_mappers: list[Mapper],
+) -> None:
+    template = build_template(registry_mappers, TemplateOptions(max_retries=2, max_record_age_seconds=600))
+    queues = resources_of(template, "AWS::SQS::Queue")
+    for name, pipe in resources_of(template, "AWS::Pipes::Pipe").items():
+        stream = pipe["Properties"]["SourceParameters"]["DynamoDBStreamParameters"]
+        assert stream["MaximumRetryAttempts"] == 2
+        assert stream["MaximumRecordAgeInSeconds"] == 600
+        assert stream["OnPartialBatchItemFailure"] == "AUTOMATIC_BISECT"
+        dlq = stream["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0]
+        assert dlq in queues and dlq.startswith(name.removesuffix("Pipe"))
+
+
+def test_each_pipe_role_reaches_only_its_own_stream_function_target_and_queue(
+    single_table_mappers: list[Mapper],
+) -> None:
+    for target in TARGETS:
+        template = build_template(single_table_mappers, TemplateOptions(target=target))
+        for name, pipe in resources_of(template, "AWS::Pipes::Pipe").items():
+            logical = name.removesuffix("Pipe")
+            role = template["Resources"][pipe["Properties"]["RoleArn"]["Fn::GetAtt"][0]]
+            assert role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {
+                "Service": "pipes.amazonaws.com"
+            }
+            by_action: dict[str, list[Any]] = {}
+            for statement in statements(role):
+                assert statement["Effect"] == "Allow"
+                for action in statement["Action"]:
+                    assert "*" not in action
+                    by_action.setdefault(action, []).append(statement["Resource"])
+            own_stream = {"Ref": f"{logical}StreamArn"}
+            for action in ("dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"):
+                assert by_action.pop(action) == [own_stream]
+            assert by_action.pop("dynamodb:ListStreams") == ["*"]  # no resource-level permissions
+            assert by_action.pop("kms:Decrypt") == [{"Ref": f"{logical}KmsKeyArn"}]
+            assert by_action.pop("lambda:InvokeFunction") == [{"Fn::GetAtt": ["EnrichmentFunction", "Arn"]}]
+            target_arn = pipe["Properties"]["Target"]
+            dlq = pipe["Properties"]["SourceParameters"]["DynamoDBStreamParameters"]["DeadLetterConfig"][
+                "Arn"
+            ]
+            remaining = [resource for resources in by_action.values() for resource in resources]
+            assert dlq in by_action["sqs:SendMessage"] and target_arn in remaining
+            assert all(resource in (dlq, target_arn) for resource in remaining)
+
+
+def test_the_kms_statement_is_there_only_when_a_key_is_given(registry_mappers: list[Mapper]) -> None:
+    template = build_template(registry_mappers)
+    role = template["Resources"]["PatientsPipeRole"]
+    (conditional,) = [
+        s for s in role["Properties"]["Policies"][0]["PolicyDocument"]["Statement"] if "Fn::If" in s
+    ]
+    condition = conditional["Fn::If"][0]
+    assert template["Conditions"][condition] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "PatientsKmsKeyArn"}, ""]}]
+    }
+    assert template["Parameters"]["PatientsKmsKeyArn"]["Default"] == ""
+
+
+def test_the_function_role_writes_only_its_own_log_group(registry_mappers: list[Mapper]) -> None:
+    template = build_template(registry_mappers)
+    role = template["Resources"]["EnrichmentRole"]
+    (statement,) = statements(role)
+    assert sorted(statement["Action"]) == ["logs:CreateLogStream", "logs:PutLogEvents"]
+    assert statement["Resource"] == {"Fn::GetAtt": ["EnrichmentLogGroup", "Arn"]}
+    assert "ManagedPolicyArns" not in role["Properties"]
+    logging = template["Resources"]["EnrichmentFunction"]["Properties"]["LoggingConfig"]
+    assert logging == {"LogGroup": {"Ref": "EnrichmentLogGroup"}}
+
+
+def test_pipe_names_in_the_environment_are_the_pipes_names(registry_mappers: list[Mapper]) -> None:
+    template = build_template(
+        registry_mappers, TemplateOptions(environment={"FHIRPIPES_PATIENT_MRN_SYSTEM": "x"})
+    )
+    variables = {"PipeNamePrefix": "prod"}
+    env = template["Resources"]["EnrichmentFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["FHIRPIPES_PATIENT_MRN_SYSTEM"] == "x"
+    settings = Settings.from_env(
+        {"FHIRPIPES_PIPE_NAMES": sub(env["FHIRPIPES_PIPE_NAMES"], variables), "FHIRPIPES_ON_ERROR": "emit"}
+    )
+    pipes = resources_of(template, "AWS::Pipes::Pipe")
+    names = {pipe["Properties"]["Source"]["Ref"].removesuffix("StreamArn"): pipe for pipe in pipes.values()}
+    assert settings.pipe_names == {
+        table: sub(names[table]["Properties"]["Name"], variables)
+        for table in {m.table for m in registry_mappers}
+    }
+    for name in settings.pipe_names.values():
+        assert len(name) <= 64 and re.fullmatch(r"[\.\-_A-Za-z0-9]+", name)
+
+
+def test_a_stream_arn_parameter_takes_only_that_tables_stream(registry_mappers: list[Mapper]) -> None:
+    template = build_template(registry_mappers)
+    pattern = template["Parameters"]["PatientsStreamArn"]["AllowedPattern"]
+    assert re.fullmatch(pattern, stream_arn("Patients"))
+    assert not re.fullmatch(pattern, stream_arn("Practitioners"))
+    assert not re.fullmatch(pattern, f"arn:aws:dynamodb:eu-west-1:{ACCOUNT}:table/Patients")
+
+
+def test_the_template_text_is_stable(registry_mappers: list[Mapper]) -> None:
+    first = to_yaml(build_template(registry_mappers))
+    assert first == to_yaml(build_template(registry_mappers))
+    assert "*id0" not in first and "&id0" not in first  # CloudFormation rejects YAML aliases
+
+
+def _mapper(table: str = "T", **pipe: Any) -> Mapper:
+    return Mapper(table=table, resource_type="Patient", template="patient.json.j2", pipe=PipeSpec(**pipe))
+
+
+@pytest.mark.parametrize(
+    ("mappers", "reason"),
+    [
+        ([_mapper(filters=tuple({"eventName": [f"E{i}"]} for i in range(6)))], "at most 5"),
+        ([_mapper(filters=({"dynamodb": {"Keys": {"id": {"S": ["x" * 5000]}}}},))], "the maximum is 4096"),
+        ([_mapper(filters=({"eventName": "INSERT"},))], "EventBridge would refuse"),
+        ([_mapper(batch_size=10), _mapper(batch_size=20)], "different Pipe settings"),
+        ([], "no mapper"),
+    ],
+)
+def test_what_a_pipe_cannot_take_is_refused(mappers: list[Mapper], reason: str) -> None:
+    with pytest.raises(DeployError, match=reason):
+        build_template(mappers)
+
+
+def test_the_cli_prints_the_template(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["template", "--target", "sqs"])
+    assert result.exit_code == 0, result.output
+    template = yaml.safe_load(result.output)
+    assert "AWS::Pipes::Pipe" in {r["Type"] for r in template["Resources"].values()}
+    out = tmp_path / "stack.yaml"
+    result = CliRunner().invoke(main, ["template", "--out", str(out), "--memory", "1024"])
+    assert result.exit_code == 0, result.output
+    assert (
+        yaml.safe_load(out.read_text())["Resources"]["EnrichmentFunction"]["Properties"]["MemorySize"] == 1024
+    )
+
+
+def _fake_package(path: Path, **manifest: Any) -> Path:
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("fhirpipes/__init__.py", "")
+        archive.comment = json.dumps({ZIP_COMMENT_KEY: manifest}).encode()
+    return path
+
+
+def test_the_cli_takes_the_runtime_from_the_package(tmp_path: Path) -> None:
+    tables = sorted(load_registry().tables)
+    package = _fake_package(tmp_path / "p.zip", python="3.12", architecture="arm64", tables=tables)
+    result = CliRunner().invoke(main, ["template", "--package", str(package)])
+    assert result.exit_code == 0, result.output
+    function = yaml.safe_load(result.output)["Resources"]["EnrichmentFunction"]["Properties"]
+    assert (function["Runtime"], function["Architectures"]) == ("python3.12", ["arm64"])
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (["--python", "3.9"], "unknown Python version '3.9'"),
+        (["--arch", "sparc"], "unknown architecture 'sparc'"),
+        (["--target", "kinesis"], "unknown target 'kinesis'"),
+        (["--max-record-age", "10"], "--max-record-age"),
+        (["--plugin", "nonesuch"], "nonesuch"),
+        (["--env", "AWS_REGION=x"], "AWS_REGION"),
+        (["--env", "NOEQUALS"], "NAME=VALUE"),
+    ],
+)
+def test_the_cli_refuses_with_a_one_line_reason(args: list[str], reason: str) -> None:
+    result = CliRunner().invoke(main, ["template", *args])
+    assert result.exit_code != 0
+    assert reason in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_the_cli_refuses_a_package_for_another_runtime_or_missing_tables(tmp_path: Path) -> None:
+    tables = sorted(load_registry().tables)
+    package = _fake_package(tmp_path / "p.zip", python="3.12", architecture="arm64", tables=tables)
+    result = CliRunner().invoke(main, ["template", "--package", str(package), "--arch", "x86_64"])
+    assert result.exit_code != 0 and "differs from the package's arm64" in result.output
+    stale = _fake_package(tmp_path / "s.zip", python="3.11", architecture="x86_64", tables=tables[:1])
+    if len(tables) > 1:
+        result = CliRunner().invoke(main, ["template", "--package", str(stale)])
+        assert result.exit_code != 0 and "rebuild it" in result.output
+    other = tmp_path / "other.zip"
+    with zipfile.ZipFile(other, "w") as archive:
+        archive.writestr("x", "")
+    result = CliRunner().invoke(main, ["template", "--package", str(other)])
+    assert result.exit_code != 0 and "not a fhirpipes package" in result.output
