@@ -1,1 +1,62 @@
-"""The plugin authors' kit (being written)."""
+"""The plugin authors' kit: conformance checks, stream-record builders and golden files.
+
+``MapperConformanceTests`` is the base class a plugin's test module subclasses;
+``make_record``/``make_batch`` build DynamoDB stream records from plain items; ``golden`` compares
+a mapper's output with reviewed expected files. ``fhirpipes conformance`` runs the same checks on
+installed plugins. Names load on first use: the pytest plugin (`fhirpipes.testing.fixtures`)
+imports this package in every test run, and must register assertion rewriting for the kit
+before the kit is imported.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .conformance import (  # noqa: TID251 -- relative: never executed, only for type checkers
+        HOSTILE_STRINGS,
+        CheckResult,
+        CheckSkipped,
+        MapperConformanceTests,
+        run_checks,
+    )
+    from .stream import attribute_value, attribute_values, make_batch, make_record  # noqa: TID251
+
+_EXPORTS: dict[str, str] = {
+    "HOSTILE_STRINGS": "conformance",
+    "CheckResult": "conformance",
+    "CheckSkipped": "conformance",
+    "MapperConformanceTests": "conformance",
+    "attribute_value": "stream",
+    "attribute_values": "stream",
+    "make_batch": "stream",
+    "make_record": "stream",
+    "run_checks": "conformance",
+}
+
+__all__ = [  # noqa: RUF022 -- plain sorted() order, the same as sorted(_EXPORTS)
+    "CheckResult",
+    "CheckSkipped",
+    "HOSTILE_STRINGS",
+    "MapperConformanceTests",
+    "attribute_value",
+    "attribute_values",
+    "make_batch",
+    "make_record",
+    "run_checks",
+]
+
+
+def __getattr__(name: str) -> Any:
+    """Import an exported name from its submodule on first access (then it's a plain global)."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,767 @@
+"""The conformance kit: `MapperConformanceTests`, the checks every fhirpipes mapper should pass.
+
+A plugin's own test module subclasses it, as pandas' extension-array base tests and SQLAlchemy's
+dialect suite work::
+
+    from fhirpipes.testing import MapperConformanceTests
+    from fhirpipes_observation import OBSERVATION
+
+    class TestObservation(MapperConformanceTests):
+        plugin = "observation"      # its entry-point name in the ``fhirpipes`` group
+        mapper = OBSERVATION        # optional when the plugin registers one mapper
+        # samples = [...]           # default: the mapper's own ``samples``
+
+Every check is an ordinary ``test_*`` method: override one to adapt or replace it, or set a
+capability flag (``handles_deletes``, ``supports_soft_delete``, ``skips_unchanged``,
+``published``) to skip what the mapper declares it doesn't do. The same methods run without
+pytest in ``fhirpipes conformance`` (`run_checks`), so every assertion carries its own message.
+
+Mapping goes through the core's own path: `fhirpipes.plugins.load_registry` and
+`fhirpipes.dispatch.Dispatcher`, with records built as a DynamoDB stream delivers them.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import importlib.resources
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from decimal import Decimal
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, ClassVar, NoReturn
+
+from jinja2 import nodes
+
+from fhirpipes.dispatch import Dispatcher, Outcome
+from fhirpipes.errors import FhirpipesError, InvalidResourceError, RecordError, RenderError
+from fhirpipes.hookspecs import hookimpl
+from fhirpipes.logs import LOGGER_NAME, JsonFormatter
+from fhirpipes.mapper import Mapper
+from fhirpipes.plugins import Registry, entry_points, load_registry
+from fhirpipes.settings import Settings
+from fhirpipes.testing.stream import make_record
+
+HOSTILE_STRINGS: tuple[str, ...] = (
+    "quote \" apostrophe ' end",
+    'back\\slash \\u0041 \\" \\n end',
+    "new\nline\r\ncarriage\ttab end",
+    "{{ 7 * 7 }} {% raw %} {# x #} ${x} <$.path> end",
+    "</script><script>alert(1)</script> &amp; <b> end",
+    "\u202erevo\u202c \u05e9\u05dc\u05d5\u05dd \u0645\u0631\u062d\u0628\u0627 end",
+    "astral \U0001f600 \U0001d11e \U00020000 end",
+    "sep \u2028 \u2029 \x7f \u00a0 end",
+)
+"""Strings that break naive templates: JSON and Jinja syntax, HTML, bidi and astral unicode."""
+
+REFUSAL_CODES = frozenset(
+    {"conversion-failed", "invalid-resource", "invalid-code", "missing-value", "wrong-resource-type"}
+)
+"""Record-error codes that mean "the value was refused": acceptable answers to a hostile value."""
+
+BROKEN_CODES = frozenset({"invalid-json", "not-json", "not-an-object", "unsafe-template", "template-syntax"})
+"""Record-error codes that mean the template itself broke (half-rendered JSON and the like)."""
+
+_DICT_METHODS = frozenset(name for name in dir(dict) if not name.startswith("_"))
+
+
+class CheckSkipped(Exception):
+    """A check does not apply to this mapper (raised instead of pytest's skip outside pytest)."""
+
+
+@dataclasses.dataclass
+class Mapped:
+    """What mapping one record gave: the core's `Outcome`, any other exception, and the log lines."""
+
+    outcome: Outcome | None
+    exception: BaseException | None
+    logs: list[str]
+
+    @property
+    def status(self) -> str:
+        return "crashed" if self.outcome is None else self.outcome.status
+
+    @property
+    def error(self) -> RecordError | None:
+        return None if self.outcome is None else self.outcome.error
+
+    @property
+    def entity(self) -> dict[str, Any] | None:
+        event = None if self.outcome is None else self.outcome.event
+        if event is None:
+            return None
+        entity = event["details"].get("entity")
+        return entity if isinstance(entity, dict) else None
+
+    @property
+    def command(self) -> str | None:
+        event = None if self.outcome is None else self.outcome.event
+        return None if event is None else str(event["details"]["command"])
+
+    def describe(self) -> str:
+        """A one-line account for assertion messages (codes and places, no values)."""
+        if self.exception is not None:
+            return f"raised {type(self.exception).__name__} (not a RecordError: it would fail the batch)"
+        if self.error is not None:
+            return f"record error {self.error.code}: {self.error}"
+        return f"{self.status} ({self.command})"
+
+
+class MapperConformanceTests:
+    """Subclass in a test module (name it ``Test...``) and set `plugin` and/or `mapper`."""
+
+    plugin: ClassVar[str | None] = None
+    """The plugin's entry-point name in the ``fhirpipes`` group."""
+    mapper: ClassVar[Mapper | None] = None
+    """The mapper under test; default: the one the plugin registers (set it if it registers several)."""
+    samples: ClassVar[Sequence[Mapping[str, Any]] | None] = None
+    """Sample items (plain values, as the table holds them); default: ``mapper.samples``."""
+    tables: ClassVar[Sequence[str] | None] = None
+    """The tables the plugin registers (exactly); default: the mapper's table."""
+    key_attributes: ClassVar[Sequence[str] | None] = None
+    """The table's key attributes; default: the ``keys.<name>`` the template reads, else ``id``."""
+    required_attributes: ClassVar[Sequence[str] | None] = None
+    """Attributes whose absence must be a record error; default: what the template reads strictly."""
+
+    # Capability flags: None means "as the mapper declares" (``on_delete``, ``skip_unchanged``).
+    published: ClassVar[bool] = True
+    handles_deletes: ClassVar[bool | None] = None
+    supports_soft_delete: ClassVar[bool | None] = None
+    skips_unchanged: ClassVar[bool | None] = None
+
+    _kit_programmatic: ClassVar[bool] = False
+
+    # ---------------------------------------------------------------- setup the checks share
+
+    def skip(self, reason: str) -> NoReturn:
+        """Skip this check (pytest's skip under pytest, `CheckSkipped` in ``fhirpipes conformance``)."""
+        if not self._kit_programmatic and "pytest" in sys.modules:
+            import pytest
+
+            pytest.skip(reason)
+        raise CheckSkipped(reason)
+
+    def get_registry(self) -> Registry:
+        """The registry mapping goes through: the plugin's own, loaded from its entry point."""
+        key = (type(self).plugin, id(type(self).mapper))
+        registry = _REGISTRIES.get(key)
+        if registry is None:
+            if self.plugin is not None:
+                registry = load_registry(only=[self.plugin])
+            elif self.mapper is not None:
+                mapper = self.mapper
+                holder = SimpleNamespace(register_mappers=hookimpl(lambda register: register(mapper)))
+                registry = load_registry(modules={"mapper-under-test": holder})
+            else:
+                raise AssertionError(f"{type(self).__name__}: set `plugin` (entry-point name) or `mapper`")
+            _REGISTRIES[key] = registry
+        return registry
+
+    def get_mapper(self) -> Mapper:
+        """The mapper under test."""
+        if self.mapper is not None:
+            return self.mapper
+        mappers = self.get_registry().mappers
+        assert len(mappers) == 1, (
+            f"plugin {self.plugin!r} registers {len(mappers)} mappers: set `mapper` on the test class "
+            "to say which one this class checks"
+        )
+        return mappers[0]
+
+    def get_dispatcher(self) -> Dispatcher:
+        """The core's dispatcher over `get_registry`, with default settings (error events, not raising)."""
+        return Dispatcher(self.get_registry(), Settings())
+
+    def get_samples(self) -> list[dict[str, Any]]:
+        """Deep copies of the sample items."""
+        samples = self.samples if self.samples is not None else self.get_mapper().samples
+        return [copy.deepcopy(dict(item)) for item in samples]
+
+    def get_key_attributes(self) -> tuple[str, ...]:
+        """The item's key attributes."""
+        if self.key_attributes is not None:
+            return tuple(self.key_attributes)
+        mapper = self.get_mapper()
+        return template_reads(mapper.template_package, mapper.template, "keys")[0] or ("id",)
+
+    def get_required_attributes(self) -> tuple[str, ...]:
+        """The attributes an item can't do without."""
+        if self.required_attributes is not None:
+            return tuple(self.required_attributes)
+        mapper = self.get_mapper()
+        return template_reads(mapper.template_package, mapper.template, "new")[0]
+
+    def flag(self, name: str) -> bool:
+        """A capability flag: the class's setting, else what the mapper declares."""
+        value = getattr(self, name)
+        if value is not None:
+            return bool(value)
+        mapper = self.get_mapper()
+        derived = {
+            "handles_deletes": mapper.on_delete == "delete",
+            "supports_soft_delete": mapper.on_delete == "soft-delete",
+            "skips_unchanged": mapper.skip_unchanged,
+        }
+        return derived[name]
+
+    def record_for(
+        self, new: Mapping[str, Any] | None, old: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        """A stream record of the mapper's table carrying ``new``/``old`` (INSERT, MODIFY or REMOVE)."""
+        return make_record(self.get_mapper().table, new, old, keys=self.get_key_attributes(), **kwargs)
+
+    def map_raw(self, raw: Any) -> Mapped:
+        """Map one raw record with the core's dispatcher, capturing the ``fhirpipes`` log lines."""
+        with capture_logs() as lines:
+            try:
+                outcome: Outcome | None = self.get_dispatcher().map_record(raw)
+                exception = None
+            except Exception as exc:  # the check reports it: anything not a RecordError fails a batch
+                outcome, exception = None, exc
+        return Mapped(outcome, exception, lines)
+
+    def map_item(self, item: Mapping[str, Any], event_name: str = "INSERT") -> Mapped:
+        """Map ``item`` as an INSERT, a REMOVE (as OldImage) or a MODIFY (from a keys-only old image)."""
+        keys = self.get_key_attributes()
+        if event_name == "INSERT":
+            raw = self.record_for(item)
+        elif event_name == "REMOVE":
+            raw = self.record_for(None, item)
+        elif event_name == "MODIFY":
+            raw = self.record_for(item, {name: item[name] for name in keys if name in item})
+        else:
+            raise ValueError("event_name must be INSERT, MODIFY or REMOVE")
+        return self.map_raw(raw)
+
+    def mapped_entity(self, item: Mapping[str, Any], what: str) -> dict[str, Any]:
+        """The entity an INSERT of ``item`` maps to (asserting it maps)."""
+        result = self.map_item(item)
+        assert result.entity is not None and result.command == "PUT", f"{what}: {result.describe()}"
+        return result.entity
+
+    # ---------------------------------------------------------------- the checks
+
+    def test_published_in_entry_point_group(self) -> None:
+        """The plugin is installed in the ``fhirpipes`` group and registers exactly its tables."""
+        if not self.published:
+            self.skip("published = False: the plugin is not installed as an entry point")
+        assert self.plugin, (
+            "set `plugin` on the test class to the entry-point name the plugin is published under "
+            "(or `published = False` while it isn't installed)"
+        )
+        names = [ep.name for ep in entry_points()]
+        assert self.plugin in names, (
+            f"no entry point {self.plugin!r} in the 'fhirpipes' group (installed: {names}); declare "
+            f'[project.entry-points.fhirpipes] {self.plugin} = "<your package>" and reinstall'
+        )
+        registry = load_registry(only=[self.plugin])
+        expected = self.tables if self.tables is not None else [self.get_mapper().table]
+        assert sorted(registry.tables) == sorted(expected), (
+            f"plugin {self.plugin!r} registers tables {sorted(registry.tables)}, expected {sorted(expected)}"
+        )
+        if self.mapper is not None:
+            assert self.mapper in registry.mappers, (
+                f"the plugin {self.plugin!r} does not register the mapper under test "
+                f"(for table {self.mapper.table!r})"
+            )
+
+    def test_template_resolves_from_package_data(self) -> None:
+        """The template ships inside the mapper's package and compiles."""
+        from fhirpipes.render import check_template, environment
+
+        mapper = self.get_mapper()
+        shipped = importlib.resources.files(mapper.template_package).joinpath(mapper.template)
+        assert shipped.is_file(), (
+            f"template {mapper.template!r} is not package data of {mapper.template_package!r}: "
+            "list it in [tool.setuptools.package-data] and reinstall"
+        )
+        try:
+            check_template(mapper.template_package, mapper.template)
+        except RenderError as exc:
+            raise AssertionError(f"the template does not load: {exc}") from exc
+        loaded = environment(mapper.template_package).get_template(mapper.template).filename
+        assert loaded is not None and Path(loaded).resolve() == Path(str(shipped)).resolve(), (
+            f"{mapper.template!r} loads from {loaded}, not from the package {mapper.template_package!r}"
+        )
+
+    def test_samples_map_to_valid_resources(self) -> None:
+        """Every sample maps to a valid resource of the declared type and FHIR version."""
+        from fhirpipes.resource import model_class, validate
+
+        mapper = self.get_mapper()
+        samples = self.get_samples()
+        assert samples, "no sample items: give the Mapper `samples` (or set `samples` on the test class)"
+        batch = [self.record_for(item) for item in samples]
+        with capture_logs():
+            events = self.get_dispatcher().map_batch(batch)
+        assert len(events) == len(samples), f"{len(samples)} samples gave {len(events)} events"
+        cls = model_class(mapper.resource_type, mapper.fhir_version)
+        for index, event in enumerate(events):
+            details = event["details"]
+            assert details["command"] == "PUT", (
+                f"sample {index} did not map: {details.get('error', details['command'])}"
+            )
+            entity = details["entity"]
+            assert entity.get("resourceType") == mapper.resource_type, (
+                f"sample {index} gave a {entity.get('resourceType')}, not a {mapper.resource_type}"
+            )
+            assert event["eventType"] == f"{mapper.resource_type}Change"
+            cls.model_validate(entity)  # raises with the FHIR path if the output is not valid
+            try:
+                again = validate(mapper, copy.deepcopy(entity))  # required value sets too
+            except InvalidResourceError as exc:
+                raise AssertionError(f"sample {index}: {exc}") from exc
+            assert again == entity, f"sample {index}: the output changes when validated again"
+            assert json.loads(json.dumps(entity)) == entity, f"sample {index}: the output is not plain JSON"
+
+    def test_mapping_is_deterministic(self) -> None:
+        """The same item gives the same resource and id, whatever the attribute order."""
+        for index, item in enumerate(self.get_samples()):
+            first = self.mapped_entity(item, f"sample {index}")
+            second = self.mapped_entity(copy.deepcopy(item), f"sample {index} (again)")
+            assert first == second, f"sample {index} maps differently the second time"
+            reordered = dict(reversed(list(item.items())))
+            third = self.mapped_entity(reordered, f"sample {index} (attributes reordered)")
+            assert first == third, (
+                f"sample {index} maps differently when its attributes come in another order"
+            )
+
+    def test_modify_gives_the_insert_id(self) -> None:
+        """A MODIFY of an item addresses the resource its INSERT created."""
+        for index, item in enumerate(self.get_samples()):
+            inserted = self.mapped_entity(item, f"sample {index}")
+            modified = self.map_item(item, "MODIFY")
+            assert modified.command == "PUT" and modified.entity is not None, (
+                f"sample {index} as a MODIFY: {modified.describe()}"
+            )
+            assert modified.entity["id"] == inserted["id"], (
+                f"sample {index}: MODIFY gives id {modified.entity['id']!r}, INSERT {inserted['id']!r}"
+            )
+
+    def test_remove_gives_the_insert_id(self) -> None:
+        """A REMOVE of an item deletes the resource its INSERT created."""
+        if not self.flag("handles_deletes"):
+            self.skip("the mapper doesn't turn REMOVE into DELETE (on_delete is not 'delete')")
+        for index, item in enumerate(self.get_samples()):
+            inserted = self.mapped_entity(item, f"sample {index}")
+            removed = self.map_item(item, "REMOVE")
+            assert removed.command == "DELETE" and removed.entity is not None, (
+                f"sample {index} as a REMOVE: {removed.describe()}"
+            )
+            mapper = self.get_mapper()
+            assert removed.entity == {"resourceType": mapper.resource_type, "id": inserted["id"]}, (
+                f"sample {index}: REMOVE deletes {removed.entity}, INSERT created id {inserted['id']!r}"
+            )
+
+    def test_soft_delete_marks_inactive(self) -> None:
+        """With ``on_delete="soft-delete"``, a REMOVE re-sends the resource with ``active: false``."""
+        if not self.flag("supports_soft_delete"):
+            self.skip("the mapper doesn't soft-delete (on_delete is not 'soft-delete')")
+        for index, item in enumerate(self.get_samples()):
+            inserted = self.mapped_entity(item, f"sample {index}")
+            removed = self.map_item(item, "REMOVE")
+            assert removed.command == "PUT" and removed.entity is not None, (
+                f"sample {index} as a REMOVE: {removed.describe()}"
+            )
+            assert removed.entity["id"] == inserted["id"], f"sample {index}: the soft delete moved the id"
+            assert removed.entity.get("active") is False, f"sample {index}: the soft delete isn't inactive"
+
+    def test_unchanged_modify_is_skipped(self) -> None:
+        """A MODIFY whose old and new items map alike sends nothing (``skip_unchanged``)."""
+        if not self.flag("skips_unchanged"):
+            self.skip("the mapper sends unchanged MODIFYs (skip_unchanged = False)")
+        for index, item in enumerate(self.get_samples()):
+            result = self.map_raw(self.record_for(item, copy.deepcopy(item)))
+            assert result.status == "skipped", f"sample {index}, unchanged MODIFY: {result.describe()}"
+
+    def test_hostile_strings_stay_intact(self) -> None:
+        """Quotes, backslashes, newlines, ``{{ }}``, ``</script>``, bidi and astral text: valid JSON, intact.
+
+        Where the sample's value appears verbatim in the output, the hostile value must too, or be
+        refused as a record error (a FHIR type or a filter may legitimately refuse it). Any value
+        may be refused, but never with half-rendered JSON or an exception that fails the batch.
+        """
+        keys = set(self.get_key_attributes())
+        for index, item in enumerate(self.get_samples()):
+            verbatim = set(_strings(self.mapped_entity(item, f"sample {index}")))
+            paths = [path for path, value in _leaves(item) if isinstance(value, str)]
+            for hostile in HOSTILE_STRINGS:
+                for path in paths:
+                    original = _get(item, path)
+                    mutated = _set(item, path, hostile)
+                    result = self.map_item(mutated)
+                    where = f"sample {index}, {_show(path)} = {hostile!r}"
+                    self.assert_refused_cleanly(result, where)
+                    if result.entity is not None and original in verbatim:
+                        assert hostile in set(_strings(result.entity)), (
+                            f"{where}: the value did not come through intact (the sample's value "
+                            "appears verbatim in its output, this one doesn't)"
+                        )
+                # Every string hostile at once (keys kept: a hostile id is refused, which hides the rest).
+                mutated = copy.deepcopy(item)
+                for path in paths:
+                    if path[0] not in keys:
+                        mutated = _set(mutated, path, hostile)
+                result = self.map_item(mutated)
+                self.assert_refused_cleanly(result, f"sample {index}, every string = {hostile!r}")
+
+    def test_numbers_survive(self) -> None:
+        """Numbers reach the output exactly: no float rounding, no truncation."""
+        checked = 0
+        for index, item in enumerate(self.get_samples()):
+            output_numbers = set(_numbers(self.mapped_entity(item, f"sample {index}")))
+            for path, value in _leaves(item):
+                if not _is_number(value) or Decimal(str(value)) not in output_numbers:
+                    continue
+                integral = Decimal(str(value)) == Decimal(str(value)).to_integral_value()
+                candidates = (
+                    [Decimal(2147483647), Decimal(9007199254740993)]
+                    if integral
+                    else [Decimal("0.1"), Decimal("1234567.891"), Decimal("3.14159265358979")]
+                )
+                survived = 0
+                for candidate in candidates:
+                    result = self.map_item(_set(item, path, candidate))
+                    where = f"sample {index}, {_show(path)} = {candidate}"
+                    if result.entity is None:
+                        assert result.error is not None and result.error.code in REFUSAL_CODES, (
+                            f"{where}: {result.describe()}"
+                        )
+                        continue
+                    assert candidate in set(_numbers(result.entity)), (
+                        f"{where}: the number did not reach the output exactly (rounded or truncated?)"
+                    )
+                    survived += 1
+                assert survived, f"sample {index}, {_show(path)}: no test number mapped at all"
+                checked += 1
+        if not checked:
+            self.skip("no numeric attribute of the samples reaches the output")
+
+    def test_missing_required_attribute_is_a_record_error(self) -> None:
+        """An item without a required attribute is a record error naming the template line."""
+        required = self.get_required_attributes()
+        if not required:
+            self.skip("the template reads no attribute strictly (set `required_attributes` if it should)")
+        mapper = self.get_mapper()
+        checked = set()
+        for index, item in enumerate(self.get_samples()):
+            for name in required:
+                if name not in item:
+                    continue
+                checked.add(name)
+                result = self.map_item({key: value for key, value in item.items() if key != name})
+                where = f"sample {index} without {name!r}"
+                assert result.exception is None, f"{where}: {result.describe()}"
+                assert result.status == "failed" and result.error is not None, (
+                    f"{where} did not fail: {result.describe()}"
+                )
+                assert result.entity is None, f"{where}: an error event must carry no entity"
+                assert isinstance(result.error, RenderError), f"{where}: {result.describe()}"
+                assert result.error.code not in BROKEN_CODES, f"{where}: {result.describe()}"
+                assert result.error.template is not None and result.error.line is not None, (
+                    f"{where}: the error names no template line ({result.describe()})"
+                )
+        missing = sorted(set(required) - checked)
+        assert not missing, (
+            f"required attributes {missing} (of mapper {mapper.name}) appear in no sample: add them"
+        )
+
+    def test_dropping_any_attribute_never_breaks_json(self) -> None:
+        """Without any one attribute, an item maps or is refused cleanly, never half-rendered."""
+        keys = set(self.get_key_attributes())
+        for index, item in enumerate(self.get_samples()):
+            for path, _value in _leaves(item, containers=True):
+                if path[0] in keys:
+                    continue
+                result = self.map_item(_delete(item, path))
+                self.assert_refused_cleanly(result, f"sample {index} without {_show(path)}")
+
+    def test_no_record_value_in_errors_or_logs(self) -> None:
+        """No record value appears in an error message or a ``fhirpipes`` log line (records are PHI)."""
+        mapper = self.get_mapper()
+        keys = set(self.get_key_attributes())
+        known = _template_text(mapper) + mapper.table + mapper.resource_type
+        counter = iter(range(1_000_000))
+
+        def canary() -> str:
+            return f"cnry{next(counter):04d}x7q"
+
+        checked_errors = 0
+        for index, item in enumerate(self.get_samples()):
+            values = {v for _, v in _leaves(item) if isinstance(v, str) and len(v) >= 6 and v not in known}
+            variants: list[tuple[str, dict[str, Any], set[str]]] = [(f"sample {index}", item, values)]
+            everything = copy.deepcopy(item)
+            planted: set[str] = set()
+            for path, _value in _leaves(item):
+                token = canary()
+                variants.append(
+                    (f"sample {index}, {_show(path)} = <canary>", _set(item, path, token), {token})
+                )
+                everything = _set(everything, path, token)
+                planted.add(token)
+                if path[0] not in keys:
+                    variants.append((f"sample {index} without {_show(path)}", _delete(item, path), values))
+            variants.append((f"sample {index}, every value a canary", everything, planted))
+            for where, variant, secrets in variants:
+                result = self.map_item(variant)
+                texts = list(result.logs)
+                if result.error is not None:
+                    checked_errors += 1
+                    texts += [str(result.error), json.dumps(result.error.to_dict())]
+                if result.exception is not None:
+                    texts.append(str(result.exception))
+                leaked = sorted(secret for secret in secrets if any(secret in text for text in texts))
+                assert not leaked, f"{where}: a record value appears in an error message or log line"
+        assert checked_errors, "no variant of the samples failed, so no error message was checked"
+
+    def test_pipe_filter_is_valid(self) -> None:
+        """The declared Pipe (filters, batch size, starting position) is one EventBridge Pipes accepts,
+        and its filters let the samples' changes through."""
+        from fhirpipes.pipes import InvalidPattern, matches_any, validate_filters
+
+        mapper = self.get_mapper()
+        filters = mapper.pipe_filters()
+        assert filters, "the mapper's Pipe declares no filter"
+        try:
+            validate_filters(filters)
+        except (InvalidPattern, TypeError) as exc:
+            raise AssertionError(f"the Pipe filter is not valid: {exc}") from exc
+        pipe = mapper.pipe
+        assert 1 <= pipe.batch_size <= 10000, "Pipe batch size must be 1..10000 (DynamoDB streams)"
+        assert 0 <= pipe.batching_window_seconds <= 300, "Pipe batching window must be 0..300 seconds"
+        assert pipe.starting_position in ("TRIM_HORIZON", "LATEST"), "starting position: TRIM_HORIZON|LATEST"
+        deletes = mapper.on_delete != "ignore"
+        for index, item in enumerate(self.get_samples()):
+            for name, raw in (("INSERT", self.record_for(item)), ("MODIFY", self.record_for(item, item))):
+                assert matches_any(filters, raw), f"sample {index}: the Pipe filter drops its {name}"
+            if deletes:
+                assert matches_any(filters, self.record_for(None, item)), (
+                    f"sample {index}: the mapper handles deletes, but the Pipe filter drops its REMOVE"
+                )
+
+    # ---------------------------------------------------------------- helpers for the checks
+
+    def assert_refused_cleanly(self, result: Mapped, where: str) -> None:
+        """The record mapped, or failed with a record error that is a refusal, not a broken template."""
+        assert result.exception is None, f"{where}: {result.describe()}"
+        if result.error is None:
+            return
+        error = result.error
+        assert error.code not in BROKEN_CODES, f"{where}: the template broke: {result.describe()}"
+        assert result.entity is None, f"{where}: an error event must carry no entity"
+        if isinstance(error, RenderError):
+            assert error.line is not None, f"{where}: the error names no template line ({result.describe()})"
+        if isinstance(error, InvalidResourceError):
+            assert error.path is not None or error.template is not None, f"{where}: {result.describe()}"
+
+
+_REGISTRIES: dict[tuple[str | None, int], Registry] = {}
+
+
+# ---------------------------------------------------------------- running without pytest
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckResult:
+    """One check's outcome: ``passed``, ``failed`` or ``skipped``, with a message for the last two."""
+
+    check: str
+    status: str
+    message: str = ""
+
+
+def checks_of(cls: type[MapperConformanceTests]) -> list[str]:
+    """The check methods of ``cls``, base class first, in definition order."""
+    names: list[str] = []
+    for klass in reversed(cls.__mro__):
+        for name, value in vars(klass).items():
+            if name.startswith("test_") and callable(value) and name not in names:
+                names.append(name)
+    return names
+
+
+def run_checks(
+    cls: type[MapperConformanceTests], only: Callable[[str], bool] | None = None
+) -> Iterator[CheckResult]:
+    """Run the checks of ``cls`` without pytest, one fresh instance per check (as pytest does)."""
+    if not __debug__:
+        raise RuntimeError("the conformance checks are assertions: don't run Python with -O")
+    programmatic = type(cls.__name__, (cls,), {"_kit_programmatic": True, "__module__": cls.__module__})
+    for name in checks_of(cls):
+        if only is not None and not only(name):
+            continue
+        try:
+            getattr(programmatic(), name)()
+        except CheckSkipped as exc:
+            yield CheckResult(name, "skipped", str(exc))
+        except AssertionError as exc:
+            yield CheckResult(name, "failed", str(exc) or "assertion failed")
+        except (FhirpipesError, Exception) as exc:
+            yield CheckResult(name, "failed", f"{type(exc).__name__}: {exc}")
+        else:
+            yield CheckResult(name, "passed")
+
+
+# ---------------------------------------------------------------- template analysis
+
+
+def template_reads(package: str, name: str, variable: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The attributes of ``variable`` the template reads: (strictly, optionally), each sorted.
+
+    Strictly: ``new.x`` or ``new["x"]`` with no ``| default``, and never tested with ``is defined``,
+    ``"x" in new`` or read with ``new.get("x")``. Only the template itself is read, not its macros.
+    """
+    from fhirpipes.render import environment
+
+    env = environment(package)
+    source, _, _ = env.loader.get_source(env, name)  # type: ignore[union-attr]
+    strict: set[str] = set()
+    optional: set[str] = set()
+
+    def attribute(node: nodes.Node) -> str | None:
+        if isinstance(node, nodes.Getattr) and _is_name(node.node, variable):
+            return None if node.attr in _DICT_METHODS else node.attr
+        if (
+            isinstance(node, nodes.Getitem)
+            and _is_name(node.node, variable)
+            and isinstance(node.arg, nodes.Const)
+            and isinstance(node.arg.value, str)
+        ):
+            return node.arg.value
+        return None
+
+    def visit(node: nodes.Node, guarded: bool) -> None:
+        name = attribute(node)
+        if name is not None:
+            (optional if guarded else strict).add(name)
+        if isinstance(node, nodes.Filter) and node.name == "default" and node.node is not None:
+            visit(node.node, True)
+            for argument in node.args:
+                visit(argument, False)
+            return
+        if isinstance(node, nodes.Test) and node.name in ("defined", "undefined", "none"):
+            visit(node.node, True)
+            return
+        if (
+            isinstance(node, nodes.Call)
+            and isinstance(node.node, nodes.Getattr)
+            and node.node.attr == "get"
+            and _is_name(node.node.node, variable)
+            and node.args
+            and isinstance(node.args[0], nodes.Const)
+        ):
+            optional.add(str(node.args[0].value))
+        if isinstance(node, nodes.Compare) and isinstance(node.expr, nodes.Const):
+            for operand in node.ops:
+                if operand.op in ("in", "notin") and _is_name(operand.expr, variable):
+                    optional.add(str(node.expr.value))
+        for child in node.iter_child_nodes():
+            visit(child, False)
+
+    visit(env.parse(source), False)
+    return tuple(sorted(strict - optional)), tuple(sorted(optional))
+
+
+def _is_name(node: nodes.Node, name: str) -> bool:
+    return isinstance(node, nodes.Name) and node.name == name
+
+
+def _template_text(mapper: Mapper) -> str:
+    from fhirpipes.render import environment
+
+    env = environment(mapper.template_package)
+    source, _, _ = env.loader.get_source(env, mapper.template)  # type: ignore[union-attr]
+    return source
+
+
+# ---------------------------------------------------------------- log capture and item surgery
+
+
+class capture_logs:
+    """Collect the ``fhirpipes`` logger's lines (formatted as the Lambda writes them) at DEBUG."""
+
+    def __enter__(self) -> list[str]:
+        self.lines: list[str] = []
+        self.logger = logging.getLogger(LOGGER_NAME)
+        self.level = self.logger.level
+        formatter = JsonFormatter()
+        lines = self.lines
+
+        class _Handler(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                lines.append(formatter.format(record))
+
+        self.handler = _Handler(logging.DEBUG)
+        self.logger.addHandler(self.handler)
+        self.logger.setLevel(logging.DEBUG)
+        return self.lines
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.logger.removeHandler(self.handler)
+        self.logger.setLevel(self.level)
+
+
+Path_ = tuple[str | int, ...]
+
+
+def _leaves(value: Any, path: Path_ = (), *, containers: bool = False) -> Iterator[tuple[Path_, Any]]:
+    """(path, value) of every leaf of an item (and of every map/list too, with ``containers``)."""
+    if isinstance(value, Mapping):
+        if containers and path:
+            yield path, value
+        for key, item in value.items():
+            yield from _leaves(item, (*path, key), containers=containers)
+    elif isinstance(value, list):
+        if containers and path:
+            yield path, value
+        for position, item in enumerate(value):
+            yield from _leaves(item, (*path, position), containers=containers)
+    elif path:
+        yield path, value
+
+
+def _get(item: Any, path: Path_) -> Any:
+    for part in path:
+        item = item[part]
+    return item
+
+
+def _set(item: Mapping[str, Any], path: Path_, value: Any) -> dict[str, Any]:
+    copied = copy.deepcopy(dict(item))
+    target: Any = copied
+    for part in path[:-1]:
+        target = target[part]
+    target[path[-1]] = value
+    return copied
+
+
+def _delete(item: Mapping[str, Any], path: Path_) -> dict[str, Any]:
+    copied = copy.deepcopy(dict(item))
+    target: Any = copied
+    for part in path[:-1]:
+        target = target[part]
+    del target[path[-1]]
+    return copied
+
+
+def _show(path: Path_) -> str:
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path).lstrip(".")
+
+
+def _strings(value: Any) -> Iterator[str]:
+    for _, leaf in _leaves(value):
+        if isinstance(leaf, str):
+            yield leaf
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | Decimal) and not isinstance(value, bool)
+
+
+def _numbers(value: Any) -> Iterator[Decimal]:
+    for _, leaf in _leaves(value):
+        if _is_number(leaf):
+            yield Decimal(str(leaf))
