@@ -229,11 +229,7 @@ def build_package(
         _rewrite_records(stage)
         files = _files(stage)
         unzipped = sum(size for _, _, size in files)
-        if unzipped >= max_unzipped_bytes:
-            raise DeployError(
-                f"the package would be {_mib(unzipped)} unzipped, over Lambda's {_mib(max_unzipped_bytes)} "
-                "limit: leave out FHIR versions (--fhir-versions) or plugins (--plugin)"
-            )
+        check_size(unzipped=unzipped, max_unzipped_bytes=max_unzipped_bytes)
         manifest = {
             ZIP_COMMENT_KEY: {
                 "python": python,
@@ -249,12 +245,11 @@ def build_package(
         partial = target.with_suffix(".zip.partial")
         compressed = _write_zip(partial, files, json.dumps(manifest, sort_keys=True).encode())
         zipped = partial.stat().st_size
-        if zipped >= max_zipped_bytes:
+        try:
+            check_size(zipped=zipped, max_zipped_bytes=max_zipped_bytes)
+        except DeployError:
             partial.unlink()
-            raise DeployError(
-                f"the package would be {_mib(zipped)} zipped, over Lambda's {_mib(max_zipped_bytes)} "
-                "direct-upload limit: leave out FHIR versions (--fhir-versions) or plugins (--plugin)"
-            )
+            raise
         os.replace(partial, target)
         dists = _distributions(stage)
     return PackageResult(
@@ -271,6 +266,27 @@ def build_package(
         top_level=_top_level(files, compressed),
         warnings=tuple(warnings),
     )
+
+
+def check_size(
+    *,
+    unzipped: int = 0,
+    zipped: int = 0,
+    max_unzipped_bytes: int = MAX_UNZIPPED_BYTES,
+    max_zipped_bytes: int = MAX_ZIPPED_BYTES,
+) -> None:
+    """`DeployError` if the package is over one of Lambda's limits (they are exclusive)."""
+    advice = "leave out FHIR versions (--fhir-versions) or plugins (--plugin)"
+    if unzipped >= max_unzipped_bytes:
+        raise DeployError(
+            f"the package would be {_mib(unzipped)} unzipped, over Lambda's {_mib(max_unzipped_bytes)} "
+            f"limit: {advice}"
+        )
+    if zipped >= max_zipped_bytes:
+        raise DeployError(
+            f"the package would be {_mib(zipped)} zipped, over Lambda's {_mib(max_zipped_bytes)} "
+            f"direct-upload limit: {advice}"
+        )
 
 
 # --- what to ship --------------------------------------------------------------------------------
@@ -332,8 +348,15 @@ def _sources(entry_point_names: Iterable[str]) -> list[Source]:
 
 def _source_of(dist: importlib.metadata.Distribution) -> Source:
     name, version = dist.metadata["Name"], dist.version
-    raw = dist.read_text("direct_url.json")
+    # Several copies may answer to the name: running from a checkout, its stale ``*.egg-info``
+    # shadows the installed metadata. The installed copy says where it came from.
+    candidates = [dist, *importlib.metadata.distributions(name=name)]
+    raw = next((text for text in (c.read_text("direct_url.json") for c in candidates) if text), None)
     if not raw:
+        for candidate in candidates:
+            folder = Path(str(candidate.locate_file(""))).resolve()
+            if (folder / "pyproject.toml").is_file() or (folder / "setup.py").is_file():
+                return Source(name, version, "", local=str(folder))
         return Source(name, version, f"{name}=={version}")
     info = json.loads(raw)
     url = info.get("url", "")
