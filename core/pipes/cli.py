@@ -126,13 +126,16 @@ class _AboveStatus:
 @contextlib.contextmanager
 def logging_to(level: str, stream: Any) -> Iterator[None]:
     """The ``fhirpipes`` logger as JSON lines on ``stream`` while the block runs."""
+    logger = logs.logger
+    saved = (list(logger.handlers), logger.level, logger.propagate)
     logs.configure(level, stream)
     try:
         yield
     finally:
-        for handler in list(logs.logger.handlers):
-            if getattr(handler, "_fhirpipes", False):
-                logs.logger.removeHandler(handler)
+        # As it was: a process that goes on (tests, an embedding program) keeps its logging.
+        logger.handlers[:] = saved[0]
+        logger.setLevel(saved[1])
+        logger.propagate = saved[2]
 
 
 def aws_failure(exc: Exception) -> str:

@@ -327,11 +327,11 @@ class Runner:
 
     def _pause(self) -> None:
         # In short steps, so a stop request is seen quickly.
-        deadline = self._clock() + self.poll_seconds
-        while not self._stopping and self._clock() < deadline:
-            self._sleep(min(0.05, self.poll_seconds))
-            if self.poll_seconds <= 0.05:
-                break
+        remaining = self.poll_seconds
+        while remaining > 0 and not self._stopping:
+            step = min(0.05, remaining)
+            self._sleep(step)
+            remaining -= step
 
     # --- reading ------------------------------------------------------------------------------
 

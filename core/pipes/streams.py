@@ -187,9 +187,9 @@ class StreamReader:
     @property
     def caught_up(self) -> bool:
         """Every shard is read to its end or returned nothing on its last read."""
-        return self._refreshed_at is not None and all(
-            shard.finished or shard.caught_up for shard in self.shards.values()
-        )
+        if self._refreshed_at is None or self._shard_finished:
+            return False  # not listed yet, or a shard just ended: its children are still to be found
+        return all(shard.finished or shard.caught_up for shard in self.shards.values())
 
     # --- records ------------------------------------------------------------------------------
 

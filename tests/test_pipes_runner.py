@@ -1,0 +1,509 @@
+"""The local Pipe runner: filter, batching, enrichment, delivery, checkpoints, Ctrl-C.
+
+Unit tests run against a fake stream client (tests/pipes_fakes.py) with the real Patient
+mapper and the Lambda's dispatcher; the slow ones run against the embedded DynamoDB.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from pipes_fakes import STREAM_ARN, FakeStreams
+
+from fhirpipes.dispatch import Dispatcher
+from fhirpipes.pipes.checkpoint import Checkpoints
+from fhirpipes.pipes.cli import build_pipes, run, stop_on_interrupt
+from fhirpipes.pipes.runner import EnrichmentError, PipeDefinition, Runner, StatusLine, summary_table
+from fhirpipes.pipes.targets import DeliveryError, Target
+from fhirpipes.plugins import load_registry
+from fhirpipes.settings import Settings
+from fhirpipes.testing.stream import attribute_values
+
+SECRET = "Zebediah"  # a record value that must never reach a log line, the status line or an error
+
+
+def patient(item_id: str, **extra: Any) -> dict[str, Any]:
+    return attribute_values({"id": item_id, "firstName": SECRET, "lastName": "Smith", **extra})
+
+
+class ListTarget(Target):
+    """Collects delivered messages; can fail the first sends, or run a hook on each send."""
+
+    name = "list"
+
+    def __init__(self, fail: int = 0, on_send: Callable[[], None] | None = None) -> None:
+        self.fail = fail
+        self.on_send = on_send
+        self.batches: list[list[dict[str, Any]]] = []
+
+    def send(self, chunk: list[str]) -> list[str]:
+        if self.on_send:
+            self.on_send()
+        if self.fail:
+            self.fail -= 1
+            raise ConnectionError("target down")
+        self.batches.append([json.loads(message) for message in chunk])
+        return []
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        return [event for batch in self.batches for event in batch]
+
+
+@pytest.fixture(scope="module")
+def dispatcher() -> Dispatcher:
+    return Dispatcher(load_registry(only=["patient"]), Settings())
+
+
+def pipe(**overrides: Any) -> PipeDefinition:
+    values: dict[str, Any] = {
+        "name": "Patients-Patient-Pipe",
+        "table": "Patients",
+        "stream_arn": STREAM_ARN,
+        "filters": ({"eventName": ["INSERT", "MODIFY", "REMOVE"]},),
+    }
+    values.update(overrides)
+    return PipeDefinition(**values)
+
+
+def make_runner(
+    dispatcher: Dispatcher,
+    fake: FakeStreams,
+    target: Target,
+    checkpoints: Checkpoints | None = None,
+    **pipe_overrides: Any,
+) -> Runner:
+    return Runner(
+        dispatcher,
+        [pipe(**pipe_overrides)],
+        streams_client=fake,
+        target=target,
+        checkpoints=checkpoints or Checkpoints(None),
+        poll_seconds=0,
+        delivery_backoff=0,
+        enrichment_backoff=0,
+    )
+
+
+def entity_ids(target: ListTarget) -> list[tuple[str, str]]:
+    out = []
+    for event in target.events:
+        details = event["details"]
+        out.append((details["command"], details.get("entity", {}).get("id", event["eventID"])))
+    return out
+
+
+def one_shard() -> FakeStreams:
+    fake = FakeStreams()
+    fake.add_shard("s1")
+    return fake
+
+
+# --- unit: the flow ----------------------------------------------------------------------------
+
+
+def test_filter_is_applied_as_the_pipe_declares(dispatcher: Dispatcher) -> None:
+    fake = one_shard()
+    fake.put("s1", "INSERT", "a", new=patient("a"))
+    fake.put("s1", "REMOVE", "a", old=patient("a"))
+    target = ListTarget()
+    runner = make_runner(dispatcher, fake, target, filters=({"eventName": ["INSERT", "MODIFY"]},))
+    result = runner.run(once=True)
+    assert result.reason == "caught-up"
+    assert entity_ids(target) == [("PUT", "a")]
+    counts = result.totals.as_dict()
+    assert counts == {"read": 2, "filtered": 1, "mapped": 1, "skipped": 0, "failed": 0, "delivered": 1}
+
+
+def test_a_poison_record_does_not_block_the_records_behind_it(dispatcher: Dispatcher) -> None:
+    fake = one_shard()
+    fake.put("s1", "INSERT", "a", new=patient("a"))
+    fake.put("s1", "INSERT", "bad", new=patient("bad", birthDate="not-a-date"))
+    last = fake.put("s1", "INSERT", "c", new=patient("c"))
+    target = ListTarget()
+    checkpoints = Checkpoints(None)
+    result = make_runner(dispatcher, fake, target, checkpoints, batch_size=1).run(once=True)
+    assert [command for command, _ in entity_ids(target)] == ["PUT", "ERROR", "PUT"]
+    assert target.events[1]["details"]["error"]["code"] == "conversion-failed"
+    assert result.totals.failed == 1 and result.totals.delivered == 3
+    assert checkpoints.get("Patients-Patient-Pipe", STREAM_ARN, "s1") == last
+
+
+def test_unchanged_modifications_are_counted_as_skipped(dispatcher: Dispatcher) -> None:
+    fake = one_shard()
+    fake.put("s1", "INSERT", "a", new=patient("a"))
+    fake.put("s1", "MODIFY", "a", new=patient("a", lastLoginAt="today"), old=patient("a"))
+    target = ListTarget()
+    result = make_runner(dispatcher, fake, target).run(once=True)
+    assert result.totals.skipped == 1 and result.totals.delivered == 1
+
+
+def test_batches_follow_the_declared_batch_size(dispatcher: Dispatcher) -> None:
+    fake = one_shard()
+    for n in range(23):
+        fake.put("s1", "INSERT", f"p{n}", new=patient(f"p{n}"))
+    target = ListTarget()
+    make_runner(dispatcher, fake, target, batch_size=10).run(once=True)
+    assert [len(batch) for batch in target.batches] == [10, 10, 3]
+    assert [entity for _, entity in entity_ids(target)] == [f"p{n}" for n in range(23)]
+
+
+def test_a_batching_window_holds_a_partial_batch_until_it_closes(dispatcher: Dispatcher) -> None:
+    fake = one_shard()
+    fake.put("s1", "INSERT", "a", new=patient("a"))
+    now = [100.0]
+    stop_at = [103.0]
+    target = ListTarget()
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+        if now[0] >= stop_at[0]:
+            runner.stop()
+
+    runner = Runner(
+        dispatcher,
+        [pipe(batch_size=10, batching_window_seconds=5)],
+        streams_client=fake,
+        target=target,
+        poll_seconds=1,
+        clock=lambda: now[0],
+        sleep=sleep,
+    )
+    runner.run()  # stopped 3 s in: the window is still open, nothing sent
+    assert target.batches == []
+
+    runner = Runner(
+        dispatcher,
+        [pipe(batch_size=10, batching_window_seconds=5)],
+        streams_client=fake,
+        target=target,
+        poll_seconds=1,
+        clock=lambda: now[0],
+        sleep=sleep,
+    )
+    stop_at[0] = now[0] + 7
+    runner.run()
+    assert [len(batch) for batch in target.batches] == [1]  # sent when the window closed
+    assert now[0] >= 108
+
+
+def test_input_templates_shape_what_the_enrichment_and_the_target_get(dispatcher: Dispatcher) -> None:
+    fake = one_shard()
+    fake.put("s1", "INSERT", "a", new=patient("a"))
+    enrichment_template = (
+        '{"eventID": <$.eventID>, "eventName": <$.eventName>, "eventSourceARN": <aws.pipes.source-arn>, '
+        '"dynamodb": {"Keys": <$.dynamodb.Keys>, "NewImage": <$.dynamodb.NewImage>}}'
+    )
+    target_template = '{"pipe": <aws.pipes.pipe-name>, "patient": <$.details.entity.id>}'
+    target = ListTarget()
+    make_runner(
+        dispatcher, fake, target, input_template=enrichment_template, target_input_template=target_template
+    ).run(once=True)
+    assert target.events == [{"pipe": "Patients-Patient-Pipe", "patient": "a"}]
+
+
+# --- unit: failures and checkpoints ------------------------------------------------------------
+
+
+def test_a_failed_delivery_is_not_checkpointed_and_a_restart_loses_and_repeats_nothing(
+    dispatcher: Dispatcher, tmp_path: Path
+) -> None:
+    fake = one_shard()
+    for n in range(4):
+        fake.put("s1", "INSERT", f"p{n}", new=patient(f"p{n}"))
+    path = tmp_path / "checkpoints.json"
+    first = ListTarget()
+    with pytest.raises(DeliveryError):
+        # The first batch goes through; the second fails on every attempt.
+        flaky = ListTarget()
+        calls = [0]
+
+        def second_batch_fails() -> None:
+            calls[0] += 1
+            if calls[0] > 1:
+                raise ConnectionError("down")
+
+        flaky.on_send = second_batch_fails
+        first = flaky
+        make_runner(dispatcher, fake, flaky, Checkpoints(path), batch_size=2).run(once=True)
+    assert [entity for _, entity in entity_ids(first)] == ["p0", "p1"]
+    assert Checkpoints(path).get("Patients-Patient-Pipe", STREAM_ARN, "s1") == "102"
+
+    fake.put("s1", "INSERT", "p4", new=patient("p4"))
+    second = ListTarget()
+    make_runner(dispatcher, fake, second, Checkpoints(path), batch_size=2).run(once=True)
+    assert [entity for _, entity in entity_ids(second)] == ["p2", "p3", "p4"]
+
+    third = ListTarget()
+    result = make_runner(dispatcher, fake, third, Checkpoints(path), batch_size=2).run(once=True)
+    assert third.events == [] and result.totals.read == 0
+
+
+def test_filtered_records_move_the_checkpoint_too(dispatcher: Dispatcher) -> None:
+    fake = one_shard()
+    fake.put("s1", "INSERT", "a", new=patient("a"))
+    last = fake.put("s1", "REMOVE", "a", old=patient("a"))
+    checkpoints = Checkpoints(None)
+    make_runner(dispatcher, fake, ListTarget(), checkpoints, filters=({"eventName": ["INSERT"]},)).run(
+        once=True
+    )
+    assert checkpoints.get("Patients-Patient-Pipe", STREAM_ARN, "s1") == last
+
+
+def test_an_enrichment_that_fails_the_batch_is_retried_then_stops_the_run(
+    dispatcher: Dispatcher, caplog: pytest.LogCaptureFixture
+) -> None:
+    raising = Dispatcher(dispatcher.registry, Settings(on_error="raise"))
+    fake = one_shard()
+    fake.put("s1", "INSERT", "bad", new=patient("bad", birthDate=SECRET))
+    checkpoints = Checkpoints(None)
+    target = ListTarget()
+    with caplog.at_level(logging.WARNING, logger="fhirpipes"), pytest.raises(EnrichmentError) as raised:
+        make_runner(raising, fake, target, checkpoints).run(once=True)
+    assert "failed the batch 3 times" in str(raised.value)
+    assert SECRET not in str(raised.value)
+    assert SECRET not in caplog.text
+    assert target.events == []
+    assert checkpoints.get("Patients-Patient-Pipe", STREAM_ARN, "s1") is None
+
+
+def test_ctrl_c_stops_after_the_batch_in_hand(dispatcher: Dispatcher) -> None:
+    fake = one_shard()
+    sequences = [fake.put("s1", "INSERT", f"p{n}", new=patient(f"p{n}")) for n in range(3)]
+    checkpoints = Checkpoints(None)
+    target = ListTarget(on_send=lambda: os.kill(os.getpid(), signal.SIGINT))
+    runner = make_runner(dispatcher, fake, target, checkpoints, batch_size=1)
+    messages = io.StringIO()
+    with stop_on_interrupt(runner, messages):
+        result = runner.run()  # no stop condition but Ctrl-C
+    assert result.reason == "stopped"
+    assert [entity for _, entity in entity_ids(target)] == ["p0"]  # the batch in hand was finished
+    assert checkpoints.get("Patients-Patient-Pipe", STREAM_ARN, "s1") == sequences[0]
+    assert "stopping after the batch in hand" in messages.getvalue()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+    rest = ListTarget()
+    make_runner(dispatcher, fake, rest, checkpoints, batch_size=1).run(once=True)
+    assert [entity for _, entity in entity_ids(rest)] == ["p1", "p2"]
+
+
+def test_a_second_ctrl_c_aborts(dispatcher: Dispatcher) -> None:
+    runner = make_runner(dispatcher, one_shard(), ListTarget())
+    with pytest.raises(KeyboardInterrupt), stop_on_interrupt(runner, io.StringIO()):
+        os.kill(os.getpid(), signal.SIGINT)
+        assert runner.stopping
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_status_line_and_logs_carry_counts_and_ids_only(
+    dispatcher: Dispatcher, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = one_shard()
+    fake.put("s1", "INSERT", "a", new=patient("a"))
+    fake.put("s1", "INSERT", "bad", new=patient("bad", birthDate=SECRET))
+    screen = io.StringIO()
+    runner = make_runner(dispatcher, fake, ListTarget())
+    runner.status = StatusLine(screen, enabled=True)
+    with caplog.at_level(logging.DEBUG, logger="fhirpipes"):
+        result = runner.run(once=True)
+    assert "read 2" in screen.getvalue() and "delivered 2" in screen.getvalue()
+    assert "batch delivered" in caplog.text
+    assert SECRET not in screen.getvalue() and SECRET not in caplog.text
+    table = summary_table(result)
+    assert table.splitlines()[0].split() == [
+        "pipe",
+        "table",
+        "read",
+        "filtered",
+        "mapped",
+        "skipped",
+        "failed",
+        "delivered",
+    ]
+    assert table.splitlines()[2].split() == [
+        "Patients-Patient-Pipe",
+        "Patients",
+        "2",
+        "0",
+        "1",
+        "0",
+        "1",
+        "2",
+    ]
+
+
+def test_the_status_line_stays_off_when_not_a_terminal() -> None:
+    screen = io.StringIO()
+    status = StatusLine(screen)
+    from fhirpipes.pipes.runner import Counters
+
+    status.update(Counters(read=1), force=True)
+    assert screen.getvalue() == ""
+
+
+# --- against the embedded DynamoDB -------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def embedded() -> Iterator[Any]:
+    from fhirpipes.pipes.embedded import EmbeddedAws
+
+    with EmbeddedAws() as server:
+        yield server
+
+
+@pytest.fixture
+def patients(embedded: Any) -> Any:
+    """A fresh ``Patients`` table (a new stream) on the embedded server; its dynamodb client."""
+    from fhirpipes.pipes.embedded import create_stream_table
+
+    client = embedded.config.client("dynamodb")
+    if "Patients" in client.list_tables()["TableNames"]:
+        client.delete_table(TableName="Patients")
+    create_stream_table(client, "Patients")
+    return client
+
+
+def put(client: Any, item_id: str, **extra: Any) -> None:
+    client.put_item(TableName="Patients", Item=patient(item_id, **extra))
+
+
+@pytest.mark.slow
+def test_end_to_end_from_put_item_to_a_file(
+    embedded: Any, patients: Any, dispatcher: Dispatcher, tmp_path: Path
+) -> None:
+    from fhirpipes.pipes.targets import FileTarget
+
+    put(patients, "a")
+    put(patients, "b", birthDate="13-45-2000")  # a poison record
+    put(patients, "a", lastName="Smythe")
+    patients.delete_item(TableName="Patients", Key={"id": {"S": "a"}})
+    put(patients, "c")
+    mapper = dispatcher.registry.mappers[0]
+    pipes = build_pipes([mapper], patients, Settings())
+    out = tmp_path / "events.jsonl"
+    target = FileTarget(out)
+    runner = Runner(
+        dispatcher,
+        pipes,
+        streams_client=embedded.config.client("dynamodbstreams"),
+        target=target,
+        poll_seconds=0,
+    )
+    result = runner.run(once=True)
+    target.close()
+    events = [json.loads(line) for line in out.read_text().splitlines()]
+    commands = [(e["details"]["command"], e["details"].get("entity", {}).get("id")) for e in events]
+    assert commands == [("PUT", "a"), ("ERROR", None), ("PUT", "a"), ("DELETE", "a"), ("PUT", "c")]
+    assert events[2]["details"]["entity"]["name"][0]["family"] == "Smythe"
+    assert events[0]["details"]["entity"]["meta"]["source"].startswith(pipes[0].stream_arn)
+    assert result.totals.as_dict() == {
+        "read": 5,
+        "filtered": 0,
+        "mapped": 4,
+        "skipped": 0,
+        "failed": 1,
+        "delivered": 5,
+    }
+
+
+@pytest.mark.slow
+def test_cli_run_to_cloudwatch_with_checkpoint_and_restart(
+    embedded: Any, patients: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("FHIRPIPES_PLUGINS", "patient")
+    logs = embedded.config.client("logs")
+    checkpoint = tmp_path / "cp.json"
+    args = [
+        "--endpoint-url",
+        embedded.endpoint_url,
+        "--region",
+        "us-east-1",
+        "--target",
+        "cloudwatch:/fhirpipes/test:cli",
+        "--checkpoint",
+        str(checkpoint),
+        "--once",
+    ]
+
+    def logged() -> list[str]:
+        response = logs.get_log_events(
+            logGroupName="/fhirpipes/test", logStreamName="cli", startFromHead=True
+        )
+        return [json.loads(e["message"])["details"]["entity"]["id"] for e in response["events"]]
+
+    put(patients, "a")
+    put(patients, "b")
+    first = CliRunner().invoke(run, args)
+    assert first.exit_code == 0, first.output
+    assert logged() == ["a", "b"]
+    assert "run ended: every stream read to its end" in first.stderr
+
+    put(patients, "c")
+    second = CliRunner().invoke(run, args)
+    assert second.exit_code == 0, second.output
+    assert logged() == ["a", "b", "c"]  # nothing lost, nothing repeated
+
+    third = CliRunner().invoke(run, args)
+    assert third.exit_code == 0
+    assert logged() == ["a", "b", "c"]
+    assert SECRET not in first.stderr + second.stderr + third.stderr
+
+
+@pytest.mark.slow
+def test_cli_run_refuses_an_unknown_table_and_a_missing_stream(
+    embedded: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    base = [
+        "--endpoint-url",
+        embedded.endpoint_url,
+        "--region",
+        "us-east-1",
+        "--once",
+        "--checkpoint",
+        os.devnull,
+    ]
+    unknown = CliRunner().invoke(run, [*base, "--table", "Nope"])
+    assert unknown.exit_code == 1
+    assert "no mapper for table(s) Nope" in unknown.output
+    client = embedded.config.client("dynamodb")
+    if "Practitioners" in client.list_tables()["TableNames"]:
+        client.delete_table(TableName="Practitioners")
+    client.create_table(
+        TableName="Practitioners",
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    no_stream = CliRunner().invoke(run, [*base, "--table", "Practitioners"])
+    assert no_stream.exit_code == 1
+    assert "has no stream" in no_stream.output
+    client.delete_table(TableName="Practitioners")
+
+
+@pytest.mark.slow
+def test_cli_run_embedded_needs_no_account(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("AWS_PROFILE", "no-such-profile")  # must not be read
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "missing"))
+    monkeypatch.chdir(tmp_path)
+    from fhirpipes.logs import logger
+
+    before = (list(logger.handlers), logger.level, logger.propagate)
+    result = CliRunner().invoke(run, ["--embedded", "--once"])
+    assert result.exit_code == 0, result.output
+    assert (list(logger.handlers), logger.level, logger.propagate) == before  # logging left as it was
+    assert "embedded DynamoDB at http://127.0.0.1:" in result.stderr
+    assert list(tmp_path.iterdir()) == []  # no checkpoint file with --embedded unless asked
