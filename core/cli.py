@@ -61,7 +61,7 @@ def plugins(as_json: bool) -> None:
         registry = load_registry()
     except FhirpipesError as exc:
         fail(str(exc))
-    listing = [
+    listing: list[dict[str, Any]] = [
         {
             "name": info.name,
             "module": info.module,

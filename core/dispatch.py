@@ -212,16 +212,13 @@ class Dispatcher:
 
 def response_size(events: list[dict[str, Any]]) -> int:
     """The size in bytes of the response as the Lambda runtime will send it (compact JSON)."""
+    import orjson  # ~10x faster than json here, and the size check runs on every batch
+
     try:
-        import orjson  # ~10x faster than json here; the size check runs on every batch
-    except ImportError:  # pragma: no cover - orjson is a dependency, this is for odd installs
-        orjson = None
-    if orjson is not None:
-        try:
-            return len(orjson.dumps(events, default=str))
-        except orjson.JSONEncodeError:
-            pass  # e.g. an integer beyond 64 bits in a malformed record: json can size it
-    return len(json.dumps(events, separators=(",", ":"), default=str).encode())
+        return len(orjson.dumps(events, default=str))
+    except orjson.JSONEncodeError:
+        # e.g. an integer beyond 64 bits in a malformed record: json can size it
+        return len(json.dumps(events, separators=(",", ":"), default=str).encode())
 
 
 def _where(record: StreamRecord | None, mapper: Mapper | None) -> dict[str, Any]:

@@ -3,6 +3,11 @@
 Configuration, logging and the plugin registry are set up once, at cold start (module import),
 as Lambda conventions want; a plugin or configuration problem fails the cold start loudly, so
 the Pipe retries instead of mapping nothing. Each invocation is a Pipe's batch.
+
+Templates compile on first use, not here: one Lambda serves the Pipes of many tables, and a
+batch holds one table's records, so a cold start pays for one template, not all of them; and a
+broken template then fails its own table's records (as error events), not every table's.
+`fhirpipes conformance` compiles every template before a deploy.
 """
 
 from __future__ import annotations
@@ -12,17 +17,12 @@ from typing import Any
 from fhirpipes import logs
 from fhirpipes.dispatch import Dispatcher
 from fhirpipes.plugins import load_registry
-from fhirpipes.render import check_template
 from fhirpipes.settings import Settings
 
 
 def build_dispatcher(settings: Settings | None = None) -> Dispatcher:
-    """Load plugins, check every template compiles, and return a ready `Dispatcher`."""
-    settings = settings or Settings.from_env()
-    registry = load_registry()
-    for mapper in registry.mappers:
-        check_template(mapper.template_package, mapper.template)
-    return Dispatcher(registry, settings)
+    """Load plugins and return a ready `Dispatcher`."""
+    return Dispatcher(load_registry(), settings or Settings.from_env())
 
 
 _settings = Settings.from_env()

@@ -19,7 +19,7 @@ from markupsafe import Markup
 
 # The C string encoder json.dumps itself uses: ASCII-only output, so no character a record
 # holds (quotes, backslashes, newlines, U+2028, lone surrogates, astral planes) survives raw.
-encode_string = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+encode_string = json.encoder.encode_basestring_ascii
 _encode_string = encode_string
 
 
@@ -32,7 +32,7 @@ def to_json(value: Any) -> str:
     if isinstance(value, Markup):
         return str(value)
     if isinstance(value, str):
-        return _encode_string(value)  # type: ignore[no-any-return]
+        return _encode_string(value)
     if value is None:
         return "null"
     if value is True:
@@ -57,9 +57,9 @@ def to_json(value: Any) -> str:
         # DynamoDB sets have no order; sort so the same item always renders the same resource.
         return "[" + ",".join(sorted(to_json(item) for item in value)) + "]"
     if isinstance(value, bytes | bytearray):
-        return _encode_string(base64.b64encode(value).decode("ascii"))  # type: ignore[no-any-return]
+        return _encode_string(base64.b64encode(value).decode("ascii"))
     if isinstance(value, datetime.date | datetime.time):
-        return _encode_string(value.isoformat())  # type: ignore[no-any-return]
+        return _encode_string(value.isoformat())
     raise NotJSONError(f"a {type(value).__name__} has no JSON form")
 
 

@@ -36,13 +36,26 @@ class RegisteredMapper:
 
 @dataclasses.dataclass(frozen=True)
 class PluginInfo:
-    """An installed plugin: its entry-point name, module, distribution and what it registered."""
+    """A loaded plugin: its entry-point name, module, what it registered, and its distribution."""
 
     name: str
     module: str
-    distribution: str | None
-    version: str | None
     mappers: tuple[Mapper, ...]
+    entry_point: importlib.metadata.EntryPoint | None = None
+
+    # Read on demand: a distribution's metadata is parsed from its METADATA file, which a
+    # Lambda's cold start has no use for.
+    @property
+    def distribution(self) -> str | None:
+        """The name of the distribution that installed the plugin (None when given as a module)."""
+        dist = self.entry_point.dist if self.entry_point else None
+        return dist.name if dist else None
+
+    @property
+    def version(self) -> str | None:
+        """The version of that distribution."""
+        dist = self.entry_point.dist if self.entry_point else None
+        return dist.version if dist else None
 
 
 class Registry:
@@ -129,7 +142,7 @@ def load_registry(
     """
     manager = pluggy.PluginManager("fhirpipes")
     manager.add_hookspecs(hookspecs)
-    infos: dict[str, tuple[str, str | None, str | None]] = {}
+    infos: dict[str, tuple[str, importlib.metadata.EntryPoint | None]] = {}
     if modules is None:
         wanted = set(only) if only is not None else selected_plugins()
         found = entry_points()
@@ -148,12 +161,11 @@ def load_registry(
             except Exception as exc:
                 raise PluginError(f"plugin {ep.name!r} ({ep.value}) failed to import: {exc}") from exc
             _register(manager, plugin, ep.name)
-            dist = ep.dist
-            infos[ep.name] = (ep.value, dist.name if dist else None, dist.version if dist else None)
+            infos[ep.name] = (ep.value, ep)
     else:
         for name, plugin in modules.items():
             _register(manager, plugin, name)
-            infos[name] = (getattr(plugin, "__name__", repr(plugin)), None, None)
+            infos[name] = (getattr(plugin, "__name__", repr(plugin)), None)
     try:
         manager.check_pending()
     except pluggy.PluginValidationError as exc:
@@ -174,8 +186,8 @@ def load_registry(
 
         impl.function(register=register)
     plugins = [
-        PluginInfo(name, module, dist, version, tuple(by_plugin.get(name, ())))
-        for name, (module, dist, version) in infos.items()
+        PluginInfo(name, module, tuple(by_plugin.get(name, ())), entry_point)
+        for name, (module, entry_point) in infos.items()
     ]
     # Registration order follows the sorted entry points, not pluggy's LIFO call order.
     order = list(infos)

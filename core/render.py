@@ -75,7 +75,7 @@ class _StrictUndefined(StrictUndefined):
         name = self._undefined_name
         raise MissingValueError(self._undefined_message, name if isinstance(name, str) else None)
 
-    __str__ = __iter__ = __len__ = __eq__ = __ne__ = __bool__ = __hash__ = __contains__ = (  # type: ignore[assignment]
+    __str__ = __iter__ = __len__ = __eq__ = __ne__ = __bool__ = __hash__ = __contains__ = (
         _fail_with_undefined_error
     )
 
