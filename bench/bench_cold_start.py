@@ -19,7 +19,8 @@ import sys
 HANDLER = """
 import time; start = time.perf_counter()
 from fhirpipes.handler import handler
-item = {"id": {"S": "abc"}, "firstName": {"S": "John"}, "lastName": {"S": "Smith"}, "birthDate": {"S": "07-13-1991"},
+item = {"id": {"S": "abc"}, "firstName": {"S": "John"}, "lastName": {"S": "Smith"},
+        "birthDate": {"S": "07-13-1991"},
         "address": {"M": {"address1": {"S": "453 Ralph Road"}, "city": {"S": "Tampa"}}}}
 out = handler([{"eventID": "1", "eventName": "INSERT", "eventVersion": "1.1", "eventSource": "aws:dynamodb",
     "awsRegion": "us-east-1", "eventSourceARN": "arn:aws:dynamodb:us-east-1:1:table/Patients/stream/2024",
@@ -32,8 +33,9 @@ print(time.perf_counter() - start)
 MODEL_ONLY = """
 import time; start = time.perf_counter()
 from fhir.resources.R4B.patient import Patient
-Patient.model_validate({"resourceType": "Patient", "id": "abc", "name": [{"family": "Smith", "given": ["John"]}],
-    "birthDate": "1991-07-13", "address": [{"line": ["453 Ralph Road"], "city": "Tampa"}]})
+Patient.model_validate({"resourceType": "Patient", "id": "abc",
+    "name": [{"family": "Smith", "given": ["John"]}], "birthDate": "1991-07-13",
+    "address": [{"line": ["453 Ralph Road"], "city": "Tampa"}]})
 print(time.perf_counter() - start)
 """
 

@@ -16,7 +16,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from records import patient_record  # noqa: E402
+from records import patient_record
 
 CHILD = """
 import json, resource, sys
