@@ -69,7 +69,7 @@ class Dispatcher:
             event_id, table, sequence = identify(raw)
             exc.locate(event_id=event_id, table=table, sequence_number=sequence)
             return self._failed(exc, raw, mapper)
-        fields = _where(record, mapper)
+        fields = _where(record)
         if event is None:
             logger.info(
                 "record skipped: nothing FHIR shows changed",
@@ -221,7 +221,7 @@ def response_size(events: list[dict[str, Any]]) -> int:
         return len(json.dumps(events, separators=(",", ":"), default=str).encode())
 
 
-def _where(record: StreamRecord | None, mapper: Mapper | None) -> dict[str, Any]:
+def _where(record: StreamRecord | None) -> dict[str, Any]:
     if record is None:
         return {}
     return {"table": record.table, "eventID": record.event_id, "sequenceNumber": record.sequence_number}

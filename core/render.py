@@ -240,9 +240,10 @@ def _template_frame(
     """The innermost traceback frame that runs template code: its template name and line."""
     found: tuple[str, int | None] = (default, None)
     while tb is not None:
-        filename = tb.tb_frame.f_code.co_filename
-        if filename.endswith(".j2") or "<template>" in filename:
-            found = (env.template_name_of(filename), tb.tb_lineno)
+        # Jinja rewrites the traceback so that template code shows as frames of the template
+        # file, at the template's line; they are the frames with Jinja's marker in their globals.
+        if "__jinja_exception__" in tb.tb_frame.f_globals:
+            found = (env.template_name_of(tb.tb_frame.f_code.co_filename), tb.tb_lineno)
         tb = tb.tb_next
     return found
 

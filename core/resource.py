@@ -83,6 +83,7 @@ def template_context(
         "table": record.table,
         "record": record.raw,
         "pipe": pipe,
+        "ttl_delete": record.is_ttl_delete,
     }
     if mapper.context is not None:
         # A RecordError from the hook is this record's fault; anything else (a lookup timing
@@ -168,6 +169,12 @@ def validate(mapper: Mapper, resource: dict[str, Any]) -> dict[str, Any]:
             path=f"{mapper.resource_type}{'.' if exc.path else ''}{exc.path}",
             template=mapper.template,
             code="invalid-code",
+        ) from None
+    except Exception as exc:
+        # Anything else here is about this resource, not a passing fault: retrying the batch
+        # would block the shard behind a record that can never pass.
+        raise InvalidResourceError(
+            f"the resource could not be validated ({type(exc).__name__})", template=mapper.template
         ) from None
 
 
