@@ -146,18 +146,19 @@ class MapperConformanceTests:
 
     def get_registry(self) -> Registry:
         """The registry mapping goes through: the plugin's own, loaded from its entry point."""
-        key = (type(self).plugin, id(type(self).mapper))
-        registry = _REGISTRIES.get(key)
-        if registry is None:
-            if self.plugin is not None:
-                registry = load_registry(only=[self.plugin])
-            elif self.mapper is not None:
-                mapper = self.mapper
-                holder = SimpleNamespace(register_mappers=hookimpl(lambda register: register(mapper)))
-                registry = load_registry(modules={"mapper-under-test": holder})
-            else:
-                raise AssertionError(f"{type(self).__name__}: set `plugin` (entry-point name) or `mapper`")
-            _REGISTRIES[key] = registry
+        # Cached on the class (pytest makes an instance per check), for this plugin and mapper object.
+        cached = type(self).__dict__.get("_kit_registry")
+        if cached is not None and cached[0] == self.plugin and cached[1] is self.mapper:
+            return cached[2]  # type: ignore[no-any-return]
+        if self.plugin is not None:
+            registry = load_registry(only=[self.plugin])
+        elif self.mapper is not None:
+            mapper = self.mapper
+            holder = SimpleNamespace(register_mappers=hookimpl(lambda register: register(mapper)))
+            registry = load_registry(modules={"mapper-under-test": holder})
+        else:
+            raise AssertionError(f"{type(self).__name__}: set `plugin` (entry-point name) or `mapper`")
+        type.__setattr__(type(self), "_kit_registry", (self.plugin, self.mapper, registry))
         return registry
 
     def get_mapper(self) -> Mapper:
@@ -215,9 +216,10 @@ class MapperConformanceTests:
 
     def map_raw(self, raw: Any) -> Mapped:
         """Map one raw record with the core's dispatcher, capturing the ``fhirpipes`` log lines."""
+        dispatcher = self.get_dispatcher()  # outside the try: a plugin that won't load is no record's fault
         with capture_logs() as lines:
             try:
-                outcome: Outcome | None = self.get_dispatcher().map_record(raw)
+                outcome: Outcome | None = dispatcher.map_record(raw)
                 exception = None
             except Exception as exc:  # the check reports it: anything not a RecordError fails a batch
                 outcome, exception = None, exc
@@ -558,9 +560,6 @@ class MapperConformanceTests:
             assert error.path is not None or error.template is not None, f"{where}: {result.describe()}"
 
 
-_REGISTRIES: dict[tuple[str | None, int], Registry] = {}
-
-
 # ---------------------------------------------------------------- running without pytest
 
 
@@ -697,11 +696,15 @@ class capture_logs:
         self.handler = _Handler(logging.DEBUG)
         self.logger.addHandler(self.handler)
         self.logger.setLevel(logging.DEBUG)
+        # The checks map thousands of records: keep their lines out of the root logger (and caplog).
+        self.propagate = self.logger.propagate
+        self.logger.propagate = False
         return self.lines
 
     def __exit__(self, *exc_info: object) -> None:
         self.logger.removeHandler(self.handler)
         self.logger.setLevel(self.level)
+        self.logger.propagate = self.propagate
 
 
 Path_ = tuple[str | int, ...]

@@ -1,0 +1,348 @@
+"""The conformance kit against deliberately broken mappers: it must fail what it promises to catch.
+
+Each case writes a small mapper package and a test module subclassing `MapperConformanceTests`
+into a pytester directory and runs pytest on it (in process: fast), selecting the check that
+must fail. One subprocess run proves assertion rewriting reaches the kit as users get it.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+from click.testing import CliRunner
+
+from fhirpipes.mapper import Mapper, PipeSpec
+from fhirpipes.resource import model_class
+from fhirpipes.testing import MapperConformanceTests, run_checks
+from fhirpipes.testing.conformance import template_reads
+
+pytest_plugins = ["pytester"]
+
+# In-process pytester runs drop the modules they imported when they end; fhirpipes.resource caches
+# model classes across runs, so import the models the inner runs use here, outside any of them.
+for _resource_type in ("Patient", "Practitioner", "Observation"):
+    model_class(_resource_type, "R4B")
+
+GOOD_TEMPLATE = """\
+{
+  "resourceType": "Patient",
+  "id": {{ keys.id }},
+  "name": [{"family": {{ new.lastName }}, "given": [{{ new.firstName | default(none) }}]}],
+  "gender": {{ new.gender | default(none) | fhir_gender }},
+  "multipleBirthInteger": {{ new.birthOrder | default(none) }}
+}
+"""
+
+# Inner runs skip plugins the checks don't need (hypothesis' summary alone costs a second a run).
+INNER = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:benchmark")
+
+SAMPLES = '[{"id": "k-1", "lastName": "Okafor", "firstName": "Ngozi", "gender": "F", "birthOrder": 2}]'
+
+
+def write_plugin(
+    pytester: pytest.Pytester,
+    package: str,
+    *,
+    template: str = GOOD_TEMPLATE,
+    mapper_args: str = "",
+    prelude: str = "",
+    class_body: str = "",
+    samples: str = SAMPLES,
+    ship_template: bool = True,
+) -> None:
+    """A mapper package ``package`` (importable from the pytester dir) and test_<package>.py for it."""
+    folder = pytester.mkpydir(package)
+    if ship_template:
+        (folder / "mapper.json.j2").write_text(template)
+    (folder / "__init__.py").write_text(
+        textwrap.dedent(
+            """\
+            import json
+            from fhirpipes import Mapper, PipeSpec, RecordError
+            {prelude}
+            MAPPER = Mapper(
+                table="Things", resource_type="Patient", template="{template_name}",
+                template_package=__name__, samples=json.loads({samples!r}), {mapper_args}
+            )
+            """
+        ).format(
+            prelude=textwrap.dedent(prelude),
+            template_name="mapper.json.j2" if ship_template else "patient.json.j2",
+            samples=samples,
+            mapper_args=mapper_args,
+        )
+    )
+    pytester.makepyfile(
+        **{
+            f"test_{package}": textwrap.dedent(
+                """\
+                from fhirpipes.testing import MapperConformanceTests
+                from {package} import MAPPER
+
+                class TestThings(MapperConformanceTests):
+                    mapper = MAPPER
+                    published = False
+                {body}
+                """
+            ).format(package=package, body=textwrap.indent(textwrap.dedent(class_body), "    "))
+        }
+    )
+    pytester.syspathinsert()
+
+
+def run(pytester: pytest.Pytester, check: str) -> pytest.RunResult:
+    return pytester.runpytest(*INNER, "-k", check, "-q")
+
+
+def test_a_sound_mapper_passes_every_check(pytester: pytest.Pytester) -> None:
+    write_plugin(pytester, "sound")
+    result = pytester.runpytest(*INNER, "-q", "-rs")
+    # Skipped: the entry point (published = False) and soft delete (it deletes).
+    result.assert_outcomes(passed=12, skipped=2)
+
+
+def test_catches_half_rendered_json_under_hostile_strings(pytester: pytest.Pytester) -> None:
+    template = GOOD_TEMPLATE.replace(
+        '"id": {{ keys.id }},', '"id": {{ keys.id }},{% if "{" in new.lastName %} oops{% endif %}'
+    )
+    write_plugin(pytester, "halfjson", template=template)
+    result = run(pytester, "hostile")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*lastName = *the template broke: record error invalid-json*"])
+
+
+def test_catches_strings_not_kept_intact(pytester: pytest.Pytester) -> None:
+    template = GOOD_TEMPLATE.replace("{{ new.lastName }}", '{{ new.lastName | replace("\\\\", "/") }}')
+    write_plugin(pytester, "mangled", template=template)
+    result = run(pytester, "hostile")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*lastName = *did not come through intact*"])
+
+
+def test_catches_nondeterministic_ids(pytester: pytest.Pytester) -> None:
+    prelude = """\
+        import itertools
+        _counter = itertools.count()
+        def context(record):
+            return {"serial": next(_counter)}
+    """
+    template = GOOD_TEMPLATE.replace('"id": {{ keys.id }}', '"id": {{ keys.id ~ "-" ~ serial }}')
+    write_plugin(pytester, "random_ids", template=template, prelude=prelude, mapper_args="context=context")
+    result = run(pytester, "deterministic or remove_gives or modify_gives")
+    result.assert_outcomes(failed=3)
+    # Assertion rewriting reaches the kit: the compared values are shown, not just the message.
+    result.stdout.fnmatch_lines(["*sample 0 maps differently the second time*", "*Differing items*"])
+
+
+def test_catches_rounded_numbers(pytester: pytest.Pytester) -> None:
+    template = """\
+{"resourceType": "Observation", "id": {{ keys.id }}, "status": "final", "code": {"text": "weight"},
+ "valueQuantity": {"value": {{ new.kg | round(2) }}, "unit": "kg"}}
+"""
+    write_plugin(
+        pytester,
+        "rounding",
+        template=template,
+        samples='[{"id": "o-1", "kg": 72.5}]',
+        class_body='mapper = MAPPER.__class__(**{**MAPPER.__dict__, "resource_type": "Observation"})',
+    )
+    result = run(pytester, "numbers")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*kg = 1234567.891: the number did not reach the output exactly*"])
+
+
+def test_catches_errors_that_quote_record_values(pytester: pytest.Pytester) -> None:
+    prelude = """\
+        def context(record):
+            name = record.new.get("lastName") if record.new else None
+            if name is not None and not name.isalpha():
+                raise RecordError(f"lastName {name!r} is not alphabetic")
+            return {}
+    """
+    write_plugin(pytester, "leaky_error", prelude=prelude, mapper_args="context=context")
+    result = run(pytester, "no_record_value")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*lastName = <canary>: a record value appears in an error message or log*"])
+
+
+def test_catches_log_lines_that_quote_record_values(pytester: pytest.Pytester) -> None:
+    prelude = """\
+        import logging
+        def context(record):
+            logging.getLogger("fhirpipes.things").info("mapping %s", record.new.get("firstName"))
+            return {}
+    """
+    write_plugin(pytester, "leaky_log", prelude=prelude, mapper_args="context=context")
+    result = run(pytester, "no_record_value")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*firstName = <canary>: a record value appears in an error message or log*"])
+
+
+def test_catches_a_missing_attribute_that_fails_the_batch(pytester: pytest.Pytester) -> None:
+    prelude = """\
+        def context(record):
+            return {"initial": record.new["lastName"][0] if record.new else ""}
+    """
+    write_plugin(pytester, "crashing", prelude=prelude, mapper_args="context=context")
+    result = run(pytester, "missing_required or dropping")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["*without 'lastName': raised KeyError (not a RecordError*"])
+
+
+def test_catches_a_required_attribute_that_is_not_an_error(pytester: pytest.Pytester) -> None:
+    write_plugin(pytester, "lenient", class_body='required_attributes = ("firstName",)')
+    result = run(pytester, "missing_required")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*without 'firstName' did not fail*"])
+
+
+def test_catches_codes_outside_required_value_sets(pytester: pytest.Pytester) -> None:
+    template = GOOD_TEMPLATE.replace("new.gender | default(none) | fhir_gender", "new.gender | default(none)")
+    write_plugin(pytester, "raw_gender", template=template)
+    result = run(pytester, "samples_map")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*sample 0 did not map*invalid-code*Patient.gender*"])
+
+
+def test_catches_a_template_that_is_not_package_data(pytester: pytest.Pytester) -> None:
+    # The mapper names a template its package doesn't ship; the shared package happens to have one.
+    write_plugin(pytester, "unshipped", ship_template=False)
+    result = run(pytester, "package_data")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*'patient.json.j2' is not package data of 'unshipped'*"])
+
+
+def test_catches_an_invalid_pipe_filter(pytester: pytest.Pytester) -> None:
+    write_plugin(pytester, "bad_filter", mapper_args='pipe=PipeSpec(filters=({"eventName": "INSERT"},))')
+    result = run(pytester, "pipe_filter")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*the Pipe filter is not valid*"])
+
+
+def test_catches_a_filter_that_drops_deletes_the_mapper_handles(pytester: pytest.Pytester) -> None:
+    filters = 'pipe=PipeSpec(filters=({"eventName": ["INSERT", "MODIFY"]},))'
+    write_plugin(pytester, "no_removes", mapper_args=filters)
+    result = run(pytester, "pipe_filter")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*the Pipe filter drops its REMOVE*"])
+
+
+def test_catches_an_unpublished_plugin(pytester: pytest.Pytester) -> None:
+    write_plugin(pytester, "ghost", class_body='published = True\nplugin = "not-installed"')
+    result = run(pytester, "published")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*no entry point 'not-installed' in the 'fhirpipes' group*"])
+
+
+def test_capability_flags_skip_what_the_mapper_does_not_do(pytester: pytest.Pytester) -> None:
+    write_plugin(
+        pytester,
+        "flags",
+        class_body="handles_deletes = False\nskips_unchanged = False\nsupports_soft_delete = False",
+    )
+    result = pytester.runpytest(*INNER, "-q", "-rs", "-k", "remove or unchanged or soft")
+    result.assert_outcomes(skipped=3)
+
+
+def test_a_check_can_be_overridden(pytester: pytest.Pytester) -> None:
+    body = """\
+        def test_numbers_survive(self):
+            assert self.get_samples()[0]["birthOrder"] == 2
+    """
+    write_plugin(pytester, "overriding", class_body=body)
+    run(pytester, "numbers").assert_outcomes(passed=1)
+
+
+@pytest.mark.slow
+def test_assertion_rewriting_reaches_the_kit_in_a_fresh_process(pytester: pytest.Pytester) -> None:
+    prelude = """\
+        import itertools
+        _counter = itertools.count()
+        def context(record):
+            return {"serial": next(_counter)}
+    """
+    template = GOOD_TEMPLATE.replace('"id": {{ keys.id }}', '"id": {{ keys.id ~ "-" ~ serial }}')
+    write_plugin(pytester, "fresh_random", template=template, prelude=prelude, mapper_args="context=context")
+    result = pytester.runpytest_subprocess(*INNER, "-k", "deterministic")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["*AssertionError: sample 0 maps differently the second time*", "*Differing items*"]
+    )
+
+
+def test_fixtures_build_records_and_map_them(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        def test_it(make_record, make_batch, map_batch, fhirpipes_log):
+            batch = make_batch("Practitioners", [{"id": "x-1", "npi": "1234567893"}])
+            batch.append(make_record("Practitioners", None, {"id": "x-1", "npi": "1234567893"}))
+            events = map_batch(batch, plugins=["practitioner"])
+            assert [event["details"]["command"] for event in events] == ["PUT", "DELETE"]
+            assert len(fhirpipes_log) == 2 and "record mapped" in fhirpipes_log[0]
+        """
+    )
+    pytester.runpytest(*INNER, "-q").assert_outcomes(passed=1)
+
+
+def test_the_fixtures_module_has_no_side_effects() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, logging; import fhirpipes.testing.fixtures;"
+        "assert 'fhirpipes.plugins' not in sys.modules, 'plugins loaded';"
+        "assert 'fhirpipes.testing.conformance' not in sys.modules, 'kit imported before rewriting';"
+        "assert not any(m.startswith('fhir.resources') for m in sys.modules), 'fhir.resources imported';"
+        "assert not logging.getLogger('fhirpipes').handlers, 'logging configured'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_template_reads_tells_strict_from_optional_reads() -> None:
+    strict, optional = template_reads("fhirpipes.templates", "practitioner.json.j2", "new")
+    assert strict == ("npi",)
+    assert {"lastName", "gender", "qualifications"} <= set(optional)
+    assert template_reads("fhirpipes.templates", "practitioner.json.j2", "keys")[0] == ("id",)
+
+
+def test_run_checks_reports_failures_and_skips_without_pytest_machinery() -> None:
+    from fhirpipes_practitioner import PRACTITIONER
+
+    broken = Mapper(
+        table="Practitioners",
+        resource_type="Practitioner",
+        template="practitioner.json.j2",
+        context=PRACTITIONER.context,
+        samples=PRACTITIONER.samples,
+        pipe=PipeSpec(filters=({"eventName": ["INSERT"]},)),
+    )
+    checks = type("Checks", (MapperConformanceTests,), {"mapper": broken, "published": False})
+    wanted = {
+        "test_pipe_filter_is_valid",
+        "test_published_in_entry_point_group",
+        "test_samples_map_to_valid_resources",
+    }
+    results = {result.check: result for result in run_checks(checks, wanted.__contains__)}
+    assert set(results) == wanted
+    assert results["test_pipe_filter_is_valid"].status == "failed"
+    assert "drops its MODIFY" in results["test_pipe_filter_is_valid"].message
+    assert results["test_published_in_entry_point_group"].status == "skipped"
+    assert results["test_samples_map_to_valid_resources"].status == "passed"
+
+
+def test_conformance_command_prints_a_table_and_exits_zero_on_success() -> None:
+    from fhirpipes.cli import main
+
+    result = CliRunner().invoke(main, ["conformance", "practitioner", "-k", "pipe_filter"])
+    assert result.exit_code == 0, result.output
+    assert "practitioner  Practitioners  pipe_filter_is_valid  PASS" in result.output
+    assert "1 passed, 0 failed, 0 skipped" in result.output
+
+
+def test_conformance_command_refuses_unknown_plugins() -> None:
+    from fhirpipes.cli import main
+
+    result = CliRunner().invoke(main, ["conformance", "no-such-plugin"])
+    assert result.exit_code != 0
+    assert "not installed in the 'fhirpipes' entry-point group: no-such-plugin" in result.output
