@@ -12,6 +12,7 @@ import platform
 import subprocess
 import sys
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -167,7 +168,26 @@ def test_the_zip_does_not_depend_on_file_times_or_permissions_or_order(tmp_path:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> PackageResult:
+def same_sources(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Build each local distribution (fhirpipes, from this checkout) into a wheel once for the module.
+
+    Others may edit the checkout while the tests run; every build here must get the same inputs.
+    """
+    wheels: dict[str, str] = {}
+    build_wheel = packaging._wheel_of
+
+    def once(source: packaging.Source, work: Path, say: packaging.Log) -> str:
+        if source.name not in wheels:
+            wheels[source.name] = build_wheel(source, tmp_path_factory.mktemp("wheel"), say)
+        return wheels[source.name]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(packaging, "_wheel_of", once)
+        yield
+
+
+@pytest.fixture(scope="module")
+def built(same_sources: None, tmp_path_factory: pytest.TempPathFactory) -> PackageResult:
     """The package for this machine's Python and architecture, as `fhirpipes package` builds it."""
     return build_package(tmp_path_factory.mktemp("dist"), python=PYTHON, arch=ARCH)
 
@@ -300,7 +320,9 @@ def test_every_module_has_unchecked_hash_bytecode_and_records_match_the_files(un
 
 
 @pytest.mark.slow
-def test_the_same_inputs_give_the_same_bytes(built: PackageResult, tmp_path: Path) -> None:
+def test_the_same_inputs_give_the_same_bytes(
+    same_sources: None, built: PackageResult, tmp_path: Path
+) -> None:
     again = build_package(tmp_path, python=PYTHON, arch=ARCH)
     assert again.path.read_bytes() == built.path.read_bytes()
     with zipfile.ZipFile(again.path) as archive:
@@ -310,7 +332,9 @@ def test_the_same_inputs_give_the_same_bytes(built: PackageResult, tmp_path: Pat
 
 
 @pytest.mark.slow
-def test_a_package_over_the_zipped_limit_is_refused_and_not_left_behind(tmp_path: Path) -> None:
+def test_a_package_over_the_zipped_limit_is_refused_and_not_left_behind(
+    same_sources: None, tmp_path: Path
+) -> None:
     with pytest.raises(DeployError, match="direct-upload limit"):
         build_package(tmp_path, python=PYTHON, arch=ARCH, max_zipped_bytes=1024 * 1024)
     assert list(tmp_path.iterdir()) == []
