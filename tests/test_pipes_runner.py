@@ -507,3 +507,25 @@ def test_cli_run_embedded_needs_no_account(monkeypatch: pytest.MonkeyPatch, tmp_
     assert (list(logger.handlers), logger.level, logger.propagate) == before  # logging left as it was
     assert "embedded DynamoDB at http://127.0.0.1:" in result.stderr
     assert list(tmp_path.iterdir()) == []  # no checkpoint file with --embedded unless asked
+
+
+def test_cli_run_refuses_a_bad_input_template_before_starting_anything(tmp_path: Path) -> None:
+    template = tmp_path / "template.txt"
+    template.write_text('{"id": <$.eventID')
+    result = CliRunner().invoke(run, ["--embedded", "--once", "--input-template", f"@{template}"])
+    assert result.exit_code == 1
+    assert "Input template is not valid" in result.output
+    assert "embedded DynamoDB at" not in result.output
+
+
+@pytest.mark.slow
+def test_importing_the_local_pipe_does_not_import_boto3_or_moto() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, fhirpipes.handler, fhirpipes.pipes.cli, fhirpipes.pipes.demo, fhirpipes.pipes.runner;"
+        "print(sorted(m for m in ('boto3', 'botocore', 'moto') if m in sys.modules))"
+    )
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert completed.stdout.strip() == "[]"

@@ -27,6 +27,8 @@ from fhirpipes.errors import ConfigurationError, FhirpipesError
 from fhirpipes.mapper import Mapper
 from fhirpipes.pipes.aws import AwsConfig
 from fhirpipes.pipes.checkpoint import DEFAULT_PATH, Checkpoints
+from fhirpipes.pipes.input_template import InvalidInputTemplate, validate_input_template
+from fhirpipes.pipes.patterns import InvalidPattern
 from fhirpipes.pipes.runner import PipeDefinition, Runner, RunResult, StatusLine, pipe_name, summary_table
 from fhirpipes.pipes.streams import StartingPosition, stream_arn_of
 from fhirpipes.plugins import Registry, load_registry
@@ -232,6 +234,11 @@ def run(
         raise click.UsageError("--embedded starts its own endpoint: drop --endpoint-url/--profile")
     status = StatusLine()
     try:
+        # Checked before anything starts: a typo in a template costs no server start.
+        input_template = _template_option(input_template)
+        target_input_template = _template_option(target_input_template)
+        validate_input_template(input_template)
+        validate_input_template(target_input_template)
         with contextlib.ExitStack() as stack:
             if embedded:
                 from fhirpipes.pipes.embedded import EmbeddedAws
@@ -262,12 +269,14 @@ def run(
                 dynamodb,
                 settings,
                 starting_position=starting_position,
-                input_template=_template_option(input_template),
-                target_input_template=_template_option(target_input_template),
+                input_template=input_template,
+                target_input_template=target_input_template,
             )
-            from fhirpipes.pipes.targets import parse_target
+            from fhirpipes.pipes.targets import StreamTarget, parse_target
 
             the_target = parse_target(target, aws.with_endpoint(target_endpoint_url), create_missing=embedded)
+            if isinstance(the_target, StreamTarget):
+                the_target.before_write = status.clear
             stack.callback(the_target.close)
             path = checkpoint if checkpoint is not None else (None if embedded else DEFAULT_PATH)
             runner = Runner(
@@ -280,8 +289,8 @@ def run(
             )
             with stop_on_interrupt(runner):
                 result = runner.run(once=once, max_seconds=max_seconds, idle_exit=idle_exit)
-    except (FhirpipesError, ValueError) as exc:
-        # ValueError: InvalidPattern / InvalidInputTemplate (their reasons name no record value).
+    except (FhirpipesError, InvalidPattern, InvalidInputTemplate) as exc:
+        # The pattern and template errors name the pattern or template, never a record value.
         status.clear()
         raise click.ClickException(str(exc)) from exc
     except Exception as exc:

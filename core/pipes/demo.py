@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import sys
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -33,14 +34,14 @@ LOG_STREAM = "fhir-events"
 Change = tuple[str, str, dict[str, Any]]
 """(table, "put" | "delete", item or key)."""
 
-JOHN = {
+JOHN: dict[str, Any] = {
     "id": "abc",
     "firstName": "John",
     "lastName": "Smith",
     "birthDate": "07-13-1991",
     "address": {"address1": "453 Ralph Road", "city": "Tampa", "state": "FL", "postalCode": "33612"},
 }
-MARIA = {
+MARIA: dict[str, Any] = {
     "id": "p-0002",
     "firstName": "Maria",
     "middleName": "Luisa",
@@ -51,7 +52,7 @@ MARIA = {
     "mrn": "MRN-000042",
     "address": {"address1": "1200 Bayshore Blvd", "city": "Tampa", "state": "FL", "postalCode": "33606"},
 }
-ALICE = {
+ALICE: dict[str, Any] = {
     "id": "pr-0001",
     "npi": "1234567893",
     "prefix": "Dr.",
@@ -62,7 +63,13 @@ ALICE = {
     "phone": "+1 813 555 0142",
     "qualifications": [{"code": "MD", "display": "Doctor of Medicine", "start": "2008-05-17"}],
 }
-OMAR = {"id": "pr-0002", "npi": "1456789027", "firstName": "Omar", "lastName": "Haddad", "suffix": "NP"}
+OMAR: dict[str, Any] = {
+    "id": "pr-0002",
+    "npi": "1456789027",
+    "firstName": "Omar",
+    "lastName": "Haddad",
+    "suffix": "NP",
+}
 
 CHANGES: tuple[tuple[str, Change], ...] = (
     ("insert a patient", ("Patients", "put", JOHN)),
@@ -151,7 +158,7 @@ def demo(brief: bool, max_seconds: float) -> None:
     filters and batching, the enrichment Lambda's code, and a CloudWatch Logs target."""
     began = time.perf_counter()
     try:
-        with EmbeddedAws() as server, logging_to("CRITICAL", click.get_text_stream("stderr")):
+        with EmbeddedAws() as server, logging_to("CRITICAL", sys.stderr):
             aws = server.config
             click.echo(
                 f"embedded DynamoDB + Streams + CloudWatch Logs at {server.endpoint_url} "

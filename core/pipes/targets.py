@@ -132,11 +132,17 @@ class StreamTarget(Target):
 
     name = "stdout"
 
-    def __init__(self, stream: IO[str] | None = None) -> None:
+    def __init__(
+        self, stream: IO[str] | None = None, *, before_write: Callable[[], None] | None = None
+    ) -> None:
         self._stream = stream
+        # e.g. erase the live status line when both share a terminal
+        self.before_write = before_write
 
     def send(self, chunk: list[str]) -> list[str]:
         stream = self._stream or sys.stdout
+        if self.before_write is not None:
+            self.before_write()
         stream.write("".join(f"{message}\n" for message in chunk))
         stream.flush()
         return []
