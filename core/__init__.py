@@ -9,6 +9,7 @@ cold start.
 from fhirpipes.errors import (
     BatchError,
     ConfigurationError,
+    DeployError,
     FhirpipesError,
     InvalidResourceError,
     MalformedRecordError,
@@ -25,6 +26,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BatchError",
     "ConfigurationError",
+    "DeployError",
     "FhirpipesError",
     "InvalidResourceError",
     "KeyPrefix",

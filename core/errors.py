@@ -6,6 +6,7 @@
     ├── PluginError               startup: bad or duplicate registration, misspelled hook, no mappers
     ├── ConfigurationError        startup: an environment variable with a value we can't use
     ├── BatchError                the whole batch: unreadable event, response too large for Pipes
+    ├── DeployError               `fhirpipes package` / `template` can't build what was asked
     └── RecordError               one record; carries event_id, table, sequence_number; never a value
         ├── MalformedRecordError  not a stream record, bad AttributeValue JSON, ARN without a table
         ├── UnknownTableError     no mapper for the record's table (or no / several `match`es)
@@ -35,6 +36,10 @@ class ConfigurationError(FhirpipesError):
 
 class BatchError(FhirpipesError):
     """The batch as a whole can't be processed (not the fault of one record)."""
+
+
+class DeployError(FhirpipesError):
+    """The package or template can't be built as asked; the message is one line saying why."""
 
 
 class RecordError(FhirpipesError):

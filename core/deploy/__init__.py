@@ -8,11 +8,6 @@ EventBridge Pipe per source table). Neither is imported by the Lambda handler.
 
 from __future__ import annotations
 
-from fhirpipes.errors import FhirpipesError
-
-
-class DeployError(FhirpipesError):
-    """The package or template can't be built as asked; the message is one line saying why."""
-
+from fhirpipes.errors import DeployError
 
 __all__ = ["DeployError"]
