@@ -7,6 +7,8 @@
     ├── ConfigurationError        startup: an environment variable with a value we can't use
     ├── BatchError                the whole batch: unreadable event, response too large for Pipes
     ├── DeployError               `fhirpipes package` / `template` can't build what was asked
+    ├── fhirpipes.pipes: DeliveryError (a target refused a batch after retries),
+    │   EnrichmentError (the local runner's enrichment kept failing)
     └── RecordError               one record; carries event_id, table, sequence_number; never a value
         ├── MalformedRecordError  not a stream record, bad AttributeValue JSON, ARN without a table
         ├── UnknownTableError     no mapper for the record's table (or no / several `match`es)

@@ -19,15 +19,9 @@ from fhirpipes.dispatch import Dispatcher
 from fhirpipes.plugins import load_registry
 from fhirpipes.settings import Settings
 
-
-def build_dispatcher(settings: Settings | None = None) -> Dispatcher:
-    """Load plugins and return a ready `Dispatcher`."""
-    return Dispatcher(load_registry(), settings or Settings.from_env())
-
-
 _settings = Settings.from_env()
 logs.configure(_settings.log_level)
-dispatcher = build_dispatcher(_settings)
+dispatcher = Dispatcher(load_registry(), _settings)
 
 
 def handler(event: Any, context: Any = None) -> list[dict[str, Any]]:

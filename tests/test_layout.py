@@ -24,6 +24,7 @@ def test_public_api_is_sorted_and_importable() -> None:
 def test_pipes_public_api_is_importable() -> None:
     import fhirpipes.pipes as pipes
 
+    assert pipes.__all__ == sorted(pipes._EXPORTS)
     for name in pipes.__all__:
         assert getattr(pipes, name) is not None, name
     for required in ("matches", "validate_pattern", "InvalidPattern", "render_input_template"):

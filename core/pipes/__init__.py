@@ -1,7 +1,8 @@
-"""Local, faithful implementations of EventBridge Pipes behaviours.
+"""Run EventBridge Pipes locally, faithfully.
 
-Filters (EventBridge event patterns, `fhirpipes.pipes.patterns`) and input templates
-(`fhirpipes.pipes.input_template`). Names load on first use, so ``import fhirpipes.pipes``
+Filters (EventBridge event patterns, `fhirpipes.pipes.patterns`), input templates
+(`fhirpipes.pipes.input_template`), and the runner that reads a real DynamoDB stream API and
+delivers to a target (`runner`, `streams`, `checkpoint`, `targets`, `embedded`). Names load on first use, so ``import fhirpipes.pipes``
 stays cheap; to add one, list it in ``_EXPORTS`` with the submodule that defines it.
 """
 
@@ -13,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     # Relative, so mypy resolves them however it names this folder (core.pipes or fhirpipes.pipes);
     # never executed, so the double-import TID251 guards against can't happen.
+    from .checkpoint import Checkpoints  # noqa: TID251
+    from .embedded import EmbeddedAws  # noqa: TID251
     from .input_template import (  # noqa: TID251
         MAX_INPUT_TEMPLATE_LENGTH,
         InvalidInputTemplate,
@@ -32,19 +35,35 @@ if TYPE_CHECKING:
         validate_filters,
         validate_pattern,
     )
+    from .runner import Counters, EnrichmentError, PipeDefinition, Runner, RunResult  # noqa: TID251
+    from .streams import StreamReader, normalise_record  # noqa: TID251
+    from .targets import DeliveryError, Target, deliver, parse_target  # noqa: TID251
 
 # name -> submodule (relative to this package) that defines it
 _EXPORTS: dict[str, str] = {
+    "Checkpoints": "checkpoint",
     "CompiledPattern": "patterns",
+    "Counters": "runner",
+    "DeliveryError": "targets",
+    "EmbeddedAws": "embedded",
+    "EnrichmentError": "runner",
     "InvalidInputTemplate": "input_template",
     "InvalidPattern": "patterns",
     "MAX_FILTERS": "patterns",
     "MAX_INPUT_TEMPLATE_LENGTH": "input_template",
     "MAX_PATTERN_LENGTH": "patterns",
     "PipeContext": "input_template",
+    "PipeDefinition": "runner",
+    "RunResult": "runner",
+    "Runner": "runner",
+    "StreamReader": "streams",
+    "Target": "targets",
     "compile_pattern": "patterns",
+    "deliver": "targets",
     "matches": "patterns",
     "matches_any": "patterns",
+    "normalise_record": "streams",
+    "parse_target": "targets",
     "render_input_template": "input_template",
     "render_input_template_batch": "input_template",
     "validate_filters": "patterns",
@@ -53,16 +72,29 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [  # noqa: RUF022 -- plain sorted() order, the same as sorted(_EXPORTS)
+    "Checkpoints",
     "CompiledPattern",
+    "Counters",
+    "DeliveryError",
+    "EmbeddedAws",
+    "EnrichmentError",
     "InvalidInputTemplate",
     "InvalidPattern",
     "MAX_FILTERS",
     "MAX_INPUT_TEMPLATE_LENGTH",
     "MAX_PATTERN_LENGTH",
     "PipeContext",
+    "PipeDefinition",
+    "RunResult",
+    "Runner",
+    "StreamReader",
+    "Target",
     "compile_pattern",
+    "deliver",
     "matches",
     "matches_any",
+    "normalise_record",
+    "parse_target",
     "render_input_template",
     "render_input_template_batch",
     "validate_filters",

@@ -38,7 +38,7 @@ from fhirpipes.settings import Settings
 def build_dispatcher(settings: Settings) -> tuple[Registry, Dispatcher]:
     """The Lambda's dispatcher, built as its cold start builds it (every template checked).
 
-    Not `fhirpipes.handler.build_dispatcher`: importing the handler module runs its cold start,
+    Not through `fhirpipes.handler`: importing that module runs the Lambda's cold start,
     which logs to standard output, where the stdout target writes events.
     """
     from fhirpipes.render import check_template
