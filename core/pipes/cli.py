@@ -36,10 +36,11 @@ from fhirpipes.settings import Settings
 
 
 def build_dispatcher(settings: Settings) -> tuple[Registry, Dispatcher]:
-    """The Lambda's dispatcher, built as its cold start builds it (every template checked).
+    """The Lambda's dispatcher, with every template compiled up front: a local run should
+    refuse a broken template before it reads a stream (the Lambda compiles on first use).
 
-    Not through `fhirpipes.handler`: importing that module runs the Lambda's cold start,
-    which logs to standard output, where the stdout target writes events.
+    Not through `fhirpipes.handler`: importing that module runs the Lambda's cold start with
+    the Lambda's logging set-up.
     """
     from fhirpipes.render import check_template
 
