@@ -163,6 +163,9 @@ class TemplateEnvironment(ImmutableSandboxedEnvironment):
     def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         # A template's own macros are safe to call: skip the sandbox's checks on this hot path.
         if type(__obj) is Macro:
+            # As jinja2.runtime.Context.call does: loop and block variables aren't macro arguments.
+            kwargs.pop("_loop_vars", None)
+            kwargs.pop("_block_vars", None)
             return __obj(*args, **kwargs)
         return super().call(__context, __obj, *args, **kwargs)
 
@@ -215,10 +218,15 @@ def render(package: str, name: str, context: Mapping[str, Any]) -> Any:
             code="template-syntax",
         ) from exc
     except Exception as exc:
-        template_name, line = _template_frame(env, exc.__traceback__, name)
-        raise RenderError(
-            _describe(exc, env, template_name), template=template_name, line=line, code=_code(exc)
-        ) from exc
+        frames = _template_frames(env, exc.__traceback__)
+        # The line to fix is usually in the mapper's own template (the call that passed a
+        # missing value into a macro); where the macro failed is named in the message.
+        own = [frame for frame in frames if frame[0] == name]
+        template_name, line = own[-1] if own else frames[-1] if frames else (name, None)
+        message = _describe(exc, env, frames[-1][0] if frames else name)
+        if frames and frames[-1][0] != template_name:
+            message += f" (in {frames[-1][0]} line {frames[-1][1]})"
+        raise RenderError(message, template=template_name, line=line, code=_code(exc)) from exc
     try:
         return loads(text)
     except json.JSONDecodeError as exc:
@@ -234,18 +242,16 @@ def render(package: str, name: str, context: Mapping[str, Any]) -> Any:
         ) from None
 
 
-def _template_frame(
-    env: TemplateEnvironment, tb: types.TracebackType | None, default: str
-) -> tuple[str, int | None]:
-    """The innermost traceback frame that runs template code: its template name and line."""
-    found: tuple[str, int | None] = (default, None)
+def _template_frames(env: TemplateEnvironment, tb: types.TracebackType | None) -> list[tuple[str, int]]:
+    """The traceback's frames that run template code, outermost first: (template name, line)."""
+    frames = []
     while tb is not None:
         # Jinja rewrites the traceback so that template code shows as frames of the template
         # file, at the template's line; they are the frames with Jinja's marker in their globals.
         if "__jinja_exception__" in tb.tb_frame.f_globals:
-            found = (env.template_name_of(tb.tb_frame.f_code.co_filename), tb.tb_lineno)
+            frames.append((env.template_name_of(tb.tb_frame.f_code.co_filename), tb.tb_lineno))
         tb = tb.tb_next
-    return found
+    return frames
 
 
 def _code(exc: BaseException) -> str:

@@ -167,7 +167,7 @@ SECRET = "SECRET-VALUE-7731"
     ("template", "line", "code", "where"),
     [
         ("missing.json.j2", 4, "missing-value", "missing.json.j2"),
-        ("in_macro.json.j2", 2, "missing-value", "_macros/broken.j2"),
+        ("in_macro.json.j2", 4, "missing-value", "in_macro.json.j2"),
         ("bad_json.json.j2", 4, "invalid-json", "bad_json.json.j2"),
         ("syntax.json.j2", 3, "template-syntax", "syntax.json.j2"),
         ("crash.json.j2", 3, "render-failed", "crash.json.j2"),
@@ -181,6 +181,25 @@ def test_render_errors_name_template_and_line(template: str, line: int, code: st
     error = caught.value
     assert (error.template, error.line, error.code) == (where, line, code)
     assert SECRET not in str(error)
+
+
+def test_an_error_inside_a_macro_names_the_callers_line_and_the_macros() -> None:
+    from fhirpipes.render import render
+
+    with pytest.raises(RenderError) as caught:
+        render("template_fixtures", "in_macro.json.j2", {"new": {}})
+    assert (caught.value.template, caught.value.line) == ("in_macro.json.j2", 4)
+    assert "(in _macros/broken.j2 line 2)" in caught.value.message
+    assert "'lastName'" in caught.value.message
+
+
+def test_macros_work_inside_loops() -> None:
+    source = '{% import "_macros/fhir.j2" as fhir %}[{% for c in codes %}{{ fhir.coding("s", c) }},{% endfor %} null]'
+    assert render_json(source, codes=["a", "b"]) == [
+        {"system": "s", "code": "a", "display": None},
+        {"system": "s", "code": "b", "display": None},
+        None,
+    ]
 
 
 def test_undefined_message_names_schema_not_data() -> None:
