@@ -1,6 +1,6 @@
 """fhirpipes: one shared EventBridge Pipes enrichment Lambda that turns DynamoDB changes into FHIR.
 
-The public API a plugin needs: `Mapper` (plus `KeyPrefix` and `PipeSpec`), `hookimpl`, and the
+The public API a plugin needs: `Mapper` (plus `KeyPrefix`, `PipeSpec` and `SampleFile`), `hookimpl`, and the
 errors. The Lambda handler is ``fhirpipes.handler.handler``; the local Pipe is `fhirpipes.pipes`;
 the plugin authors' kit is `fhirpipes.testing`. Kept small: this module is imported on every
 cold start.
@@ -19,7 +19,7 @@ from fhirpipes.errors import (
     UnknownTableError,
 )
 from fhirpipes.hookspecs import hookimpl
-from fhirpipes.mapper import KeyPrefix, Mapper, PipeSpec
+from fhirpipes.mapper import KeyPrefix, Mapper, PipeSpec, SampleFile
 
 __version__ = "0.1.0"
 
@@ -36,6 +36,7 @@ __all__ = [
     "PluginError",
     "RecordError",
     "RenderError",
+    "SampleFile",
     "UnknownTableError",
     "__version__",
     "hookimpl",

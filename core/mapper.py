@@ -8,8 +8,10 @@ single-table designs, a `context` hook for lookups, a delete policy, the Pipe it
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+import functools
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from fhirpipes.errors import PluginError
 
@@ -51,6 +53,47 @@ class KeyPrefix:
         return {"dynamodb": {"Keys": {self.attribute: {"S": [{"prefix": self.prefix}]}}}}
 
 
+@dataclasses.dataclass(frozen=True)
+class SampleFile(Sequence[Mapping[str, Any]]):
+    """Sample items kept as package data (a JSON array of plain items), read on first use.
+
+    ``Mapper(samples=SampleFile(__name__))`` ships ``samples.json`` beside the plugin's module;
+    the conformance kit reads it, the Lambda's cold start never does.
+    """
+
+    package: str
+    name: str = "samples.json"
+
+    def _items(self) -> tuple[Mapping[str, Any], ...]:
+        return _read_samples(self.package, self.name)
+
+    @overload
+    def __getitem__(self, index: int) -> Mapping[str, Any]: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Mapping[str, Any]]: ...
+    def __getitem__(self, index: int | slice) -> Mapping[str, Any] | Sequence[Mapping[str, Any]]:
+        return self._items()[index]
+
+    def __len__(self) -> int:
+        return len(self._items())
+
+    def __iter__(self) -> Iterator[Mapping[str, Any]]:
+        return iter(self._items())
+
+
+@functools.cache
+def _read_samples(package: str, name: str) -> tuple[Mapping[str, Any], ...]:
+    from importlib.resources import files
+
+    try:
+        items = json.loads(files(package).joinpath(name).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise PluginError(f"sample items {name!r} of package {package!r} can't be read: {exc}") from exc
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise PluginError(f"sample items {name!r} of package {package!r} must be a JSON array of objects")
+    return tuple(items)
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class PipeSpec:
     """What the mapper's EventBridge Pipe needs: one source of truth for the local runner and CloudFormation.
@@ -84,7 +127,8 @@ class Mapper:
         skip_unchanged: a MODIFY whose old and new images render to the same resource yields nothing.
         source: the envelope's ``source`` (default ``"<ResourceType>Table"``, as the original).
         pipe: what the mapper's Pipe needs (filters, batch size, starting position).
-        samples: sample items (new images, plain JSON values) the conformance kit maps.
+        samples: sample items (plain items, as the table holds them) the conformance kit maps;
+            `SampleFile` keeps them as package data, read only when the kit asks.
     """
 
     table: str

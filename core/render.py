@@ -31,6 +31,7 @@ from jinja2 import (
     ChoiceLoader,
     PackageLoader,
     StrictUndefined,
+    Template,
     TemplateError,
     TemplateSyntaxError,
     Undefined,
@@ -188,9 +189,14 @@ def environment(package: str) -> TemplateEnvironment:
 
 
 def check_template(package: str, name: str) -> None:
-    """Load and compile a template now (startup), so a missing or broken one fails before any record."""
+    """Load and compile a template now, so a missing or broken one fails before any record."""
+    _load(environment(package), package, name)
+
+
+def _load(env: TemplateEnvironment, package: str, name: str) -> Template:
+    """The compiled template, or a `RenderError` saying why there is none."""
     try:
-        environment(package).get_template(name)
+        return env.get_template(name)
     except TemplateSyntaxError as exc:
         raise RenderError(
             f"template syntax error: {exc.message}",
@@ -207,16 +213,9 @@ def check_template(package: str, name: str) -> None:
 def render(package: str, name: str, context: Mapping[str, Any]) -> Any:
     """Render template ``name`` of ``package`` with ``context`` and parse the result as JSON."""
     env = environment(package)
+    template = _load(env, package, name)
     try:
-        template = env.get_template(name)
         text = template.render(context)
-    except TemplateSyntaxError as exc:
-        raise RenderError(
-            f"template syntax error: {exc.message}",
-            template=exc.name or name,
-            line=exc.lineno,
-            code="template-syntax",
-        ) from exc
     except Exception as exc:
         frames = _template_frames(env, exc.__traceback__)
         # The line to fix is usually in the mapper's own template (the call that passed a

@@ -10,8 +10,9 @@ before the kit is imported.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from fhirpipes.exports import lazy_exports
 
 if TYPE_CHECKING:
     from .conformance import (  # noqa: TID251 -- relative: never executed, only for type checkers
@@ -48,15 +49,4 @@ __all__ = [  # noqa: RUF022 -- plain sorted() order, the same as sorted(_EXPORTS
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """Import an exported name from its submodule on first access (then it's a plain global)."""
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

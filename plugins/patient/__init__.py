@@ -11,13 +11,11 @@ would. Settings (read once at import, i.e. cold start):
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Mapping
-from importlib.resources import files
 from typing import TYPE_CHECKING, Any
 
-from fhirpipes import Mapper, hookimpl
+from fhirpipes import Mapper, SampleFile, hookimpl
 
 if TYPE_CHECKING:
     from fhirpipes.records import StreamRecord
@@ -31,16 +29,12 @@ def patient_context(record: StreamRecord) -> Mapping[str, Any]:
     return {"mrn_system": MRN_SYSTEM, "birth_date_format": BIRTH_DATE_FORMAT}
 
 
-def _samples() -> list[dict[str, Any]]:
-    return json.loads(files(__name__).joinpath("samples.json").read_text(encoding="utf-8"))  # type: ignore[no-any-return]
-
-
 PATIENT = Mapper(
     table="Patients",
     resource_type="Patient",
     template="patient.json.j2",
     context=patient_context,
-    samples=tuple(_samples()),
+    samples=SampleFile(__name__),
 )
 
 

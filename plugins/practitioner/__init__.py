@@ -13,16 +13,14 @@ Settings (read once at import, i.e. cold start):
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Mapping
 from decimal import Decimal
-from importlib.resources import files
 from typing import TYPE_CHECKING, Any
 
 from jinja2 import Undefined
 
-from fhirpipes import Mapper, hookimpl
+from fhirpipes import Mapper, SampleFile, hookimpl
 from fhirpipes.conversions import ConversionError
 
 if TYPE_CHECKING:
@@ -82,16 +80,12 @@ def practitioner_context(record: StreamRecord) -> Mapping[str, Any]:
     }
 
 
-def _samples() -> list[dict[str, Any]]:
-    return json.loads(files(__name__).joinpath("samples.json").read_text(encoding="utf-8"))  # type: ignore[no-any-return]
-
-
 PRACTITIONER = Mapper(
     table="Practitioners",
     resource_type="Practitioner",
     template="practitioner.json.j2",
     context=practitioner_context,
-    samples=tuple(_samples()),
+    samples=SampleFile(__name__),
 )
 
 
