@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -50,11 +51,15 @@ class Dispatcher:
     def map_batch(self, event: Any, *, pipe: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Map any accepted batch shape; returns the events to hand to the Pipe's target."""
         out = []
-        for raw in records_of(event):
+        counts = dict.fromkeys(("mapped", "skipped", "failed", "dropped"), 0)
+        records = records_of(event)
+        for raw in records:
             outcome = self.map_record(raw, pipe=pipe)
+            counts[outcome.status] += 1
             if outcome.event is not None:
                 out.append(outcome.event)
         self._check_size(out)
+        logger.info("batch mapped", extra={"fhirpipes": {"records": len(records), **counts}})
         return out
 
     def map_record(self, raw: Any, *, pipe: Mapping[str, Any] | None = None) -> Outcome:
@@ -69,16 +74,16 @@ class Dispatcher:
             event_id, table, sequence = identify(raw)
             exc.locate(event_id=event_id, table=table, sequence_number=sequence)
             return self._failed(exc, raw, mapper)
-        fields = _where(record)
         if event is None:
-            logger.info(
-                "record skipped: nothing FHIR shows changed",
-                extra={"fhirpipes": {**fields, "outcome": "skipped"}},
-            )
+            if logger.isEnabledFor(logging.DEBUG):
+                fields = {**_where(record), "outcome": "skipped"}
+                logger.debug("record skipped: nothing FHIR shows changed", extra={"fhirpipes": fields})
             return Outcome("skipped")
-        details = event["details"]
-        fields.update(outcome="mapped", command=details["command"], resourceType=mapper.resource_type)
-        logger.debug("record mapped", extra={"fhirpipes": fields})
+        if logger.isEnabledFor(logging.DEBUG):  # checked first: building the fields costs per record
+            fields = {**_where(record), "outcome": "mapped", "command": event["details"]["command"]}
+            logger.debug(
+                "record mapped", extra={"fhirpipes": {**fields, "resourceType": mapper.resource_type}}
+            )
         return Outcome("mapped", event)
 
     def _map(

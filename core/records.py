@@ -9,6 +9,7 @@ one bare record. `parse_record` turns one raw record into a `StreamRecord`, or r
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -72,6 +73,7 @@ def identify(raw: Any) -> tuple[str | None, str | None, str | None]:
     return event_id, table, sequence if isinstance(sequence, str) else None
 
 
+@functools.lru_cache(maxsize=256)  # a batch comes from one stream: the same ARN, record after record
 def table_from_arn(arn: str) -> str | None:
     """``arn:aws:dynamodb:<region>:<account>:table/<Table>/stream/<label>`` -> ``<Table>``."""
     parts = arn.split(":", 5)

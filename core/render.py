@@ -50,8 +50,18 @@ from fhirpipes.jsonvalue import NotJSONError, encode_string, loads, to_json
 SHARED_TEMPLATES = "fhirpipes.templates"
 
 
-class _PlainConcatGenerator(CodeGenerator):
-    """``a ~ b`` joins as plain text even with autoescape on, so it can't smuggle a value into Markup."""
+class _JsonCodeGenerator(CodeGenerator):
+    """Jinja's code generator, with two changes for JSON templates.
+
+    ``a ~ b`` joins as plain text even with autoescape on, so it can't smuggle a value into
+    Markup; and an expression's output is exactly what ``finalize`` returns (JSON text), with
+    no HTML escaping after it (which would also cost two Markup objects per placeholder).
+    """
+
+    def _output_child_pre(self, node: nodes.Expr, frame: Frame, finalize: Any) -> None:
+        self.write("(")
+        if finalize.src is not None:
+            self.write(finalize.src)
 
     def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
         self.write("str_join((")
@@ -109,21 +119,22 @@ def _demoting(filter_function: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _finalize(value: Any) -> Any:
+def _finalize(value: Any) -> str:
+    """The text an expression outputs: JSON for every value; a macro's output (Markup) as it is."""
     kind = type(value)
-    if kind is Markup:
-        return value
     if kind is str:  # the common case first: a record's string
-        return Markup(encode_string(value))
+        return encode_string(value)
+    if kind is Markup:
+        return value  # type: ignore[no-any-return]
     if isinstance(value, Undefined):
         value._fail_with_undefined_error()
-    return Markup(to_json(value))
+    return to_json(value)
 
 
 class TemplateEnvironment(ImmutableSandboxedEnvironment):
     """The sandboxed Jinja environment for one template package (plus the shared macros)."""
 
-    code_generator_class = _PlainConcatGenerator
+    code_generator_class = _JsonCodeGenerator
     intercepted_binops = frozenset({"+", "*", "%"})
     _BINOPS = {"+": operator.add, "*": operator.mul, "%": operator.mod}
 
@@ -139,6 +150,7 @@ class TemplateEnvironment(ImmutableSandboxedEnvironment):
             auto_reload=False,
         )
         self.roots = [Path(loader._template_root) for loader in loaders]
+        self.compiled: dict[str, Template] = {}
         self.filters = {
             name: function if name in _PLAIN_FILTERS else _demoting(function)
             for name, function in self.filters.items()
@@ -196,7 +208,10 @@ def check_template(package: str, name: str) -> None:
 def _load(env: TemplateEnvironment, package: str, name: str) -> Template:
     """The compiled template, or a `RenderError` saying why there is none."""
     try:
-        return env.get_template(name)
+        # Kept in a plain dict: templates never change in a running process, and Jinja's own
+        # cache checks up-to-dateness on every lookup.
+        template = env.compiled[name] = env.get_template(name)
+        return template
     except TemplateSyntaxError as exc:
         raise RenderError(
             f"template syntax error: {exc.message}",
@@ -213,7 +228,7 @@ def _load(env: TemplateEnvironment, package: str, name: str) -> Template:
 def render(package: str, name: str, context: Mapping[str, Any]) -> Any:
     """Render template ``name`` of ``package`` with ``context`` and parse the result as JSON."""
     env = environment(package)
-    template = _load(env, package, name)
+    template = env.compiled.get(name) or _load(env, package, name)
     try:
         text = template.render(context)
     except Exception as exc:

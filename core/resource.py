@@ -126,11 +126,17 @@ def stamp_lineage(entity: dict[str, Any], record: StreamRecord) -> dict[str, Any
     resource invalid, and validating them per record would cost a Meta and a Coding model.
     ``meta`` keeps its FHIR place, right after ``id``.
     """
-    meta = dict(entity.get("meta", {}))
-    if record.sequence_number:
-        meta["source"] = f"{record.source_arn}#{record.sequence_number}"
-    meta["tag"] = [*meta.get("tag", []), {"system": LINEAGE_TAG_SYSTEM, "code": record.table}]
-    ordered = {"resourceType": entity["resourceType"], "id": entity["id"], "meta": _meta_in_order(meta)}
+    tag = {"system": LINEAGE_TAG_SYSTEM, "code": record.table}
+    source = f"{record.source_arn}#{record.sequence_number}" if record.sequence_number else None
+    template_meta = entity.get("meta")
+    if template_meta is None:  # the common case: nothing to merge
+        meta: dict[str, Any] = {"source": source, "tag": [tag]} if source else {"tag": [tag]}
+    else:
+        merged = dict(template_meta, tag=[*template_meta.get("tag", []), tag])
+        if source:
+            merged["source"] = source
+        meta = _meta_in_order(merged)
+    ordered = {"resourceType": entity["resourceType"], "id": entity["id"], "meta": meta}
     ordered.update((key, value) for key, value in entity.items() if key not in ordered)
     return ordered
 

@@ -41,26 +41,28 @@ def test_golden(case: golden.GoldenCase, dispatcher: Dispatcher) -> None:
     golden.check(case, dispatcher.map_batch(case.load_input()))
 
 
-def test_the_mrn_system_is_configurable(monkeypatch: pytest.MonkeyPatch) -> None:
-    import importlib
+def test_the_mrn_system_is_configurable(monkeypatch: pytest.MonkeyPatch, dispatcher: Dispatcher) -> None:
+    import subprocess
+    import sys
 
     import fhirpipes_patient
     from fhirpipes.testing.stream import make_record
 
-    monkeypatch.setenv("FHIRPIPES_PATIENT_MRN_SYSTEM", "urn:oid:2.16.840.1.113883.19.5")
-    try:
-        module = importlib.reload(fhirpipes_patient)
-        registry = load_registry(modules={"patient": module})
-        [event] = Dispatcher(registry, Settings()).map_batch(
-            [make_record("Patients", {"id": "1", "mrn": "M-1"})]
-        )
-        [identifier] = event["details"]["entity"]["identifier"]
-        assert identifier["system"] == "urn:oid:2.16.840.1.113883.19.5"
-        assert identifier["value"] == "M-1"
-        assert identifier["type"]["coding"][0]["code"] == "MR"
-    finally:
-        monkeypatch.delenv("FHIRPIPES_PATIENT_MRN_SYSTEM")
-        importlib.reload(fhirpipes_patient)
+    system = "urn:oid:2.16.840.1.113883.19.5"
+    read = subprocess.run(
+        [sys.executable, "-c", "import fhirpipes_patient; print(fhirpipes_patient.MRN_SYSTEM)"],
+        env={**__import__("os").environ, "FHIRPIPES_PATIENT_MRN_SYSTEM": system},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert read.stdout.strip() == system  # read from the environment at cold start
+    monkeypatch.setattr(fhirpipes_patient, "MRN_SYSTEM", system)
+    [event] = dispatcher.map_batch([make_record("Patients", {"id": "1", "mrn": "M-1"})])
+    [identifier] = event["details"]["entity"]["identifier"]
+    assert identifier["system"] == system
+    assert identifier["value"] == "M-1"
+    assert identifier["type"]["coding"][0]["code"] == "MR"
 
 
 @pytest.mark.parametrize(
