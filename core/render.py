@@ -46,6 +46,7 @@ from markupsafe import Markup
 from fhirpipes.conversions import FILTERS, ConversionError
 from fhirpipes.errors import RenderError
 from fhirpipes.jsonvalue import NotJSONError, encode_string, loads, to_json
+from fhirpipes.templatecache import TemplateCache
 
 SHARED_TEMPLATES = "fhirpipes.templates"
 
@@ -141,7 +142,9 @@ class TemplateEnvironment(ImmutableSandboxedEnvironment):
     def __init__(self, package: str) -> None:
         packages = [package] if package == SHARED_TEMPLATES else [package, SHARED_TEMPLATES]
         loaders = [PackageLoader(name, "") for name in packages]
+        roots = [Path(loader._template_root) for loader in loaders]
         super().__init__(
+            bytecode_cache=TemplateCache(package, roots[:1]),
             loader=ChoiceLoader(loaders),
             autoescape=True,
             finalize=_finalize,
@@ -149,7 +152,7 @@ class TemplateEnvironment(ImmutableSandboxedEnvironment):
             keep_trailing_newline=True,
             auto_reload=False,
         )
-        self.roots = [Path(loader._template_root) for loader in loaders]
+        self.roots = roots
         self.compiled: dict[str, Template] = {}
         self.filters = {
             name: function if name in _PLAIN_FILTERS else _demoting(function)

@@ -338,3 +338,35 @@ def test_a_package_over_the_zipped_limit_is_refused_and_not_left_behind(
     with pytest.raises(DeployError, match="direct-upload limit"):
         build_package(tmp_path, python=PYTHON, arch=ARCH, max_zipped_bytes=1024 * 1024)
     assert list(tmp_path.iterdir()) == []
+
+
+FROM_CACHE_ONLY = """
+import sys
+sys.path[:0] = [sys.argv[1]]
+from fhirpipes import render
+
+def refuse(*args, **kwargs):
+    raise AssertionError("a shipped template was compiled at run time")
+
+for package in sys.argv[2:]:
+    env = render.environment(package)
+    env.compile = refuse
+    for name in env.list_templates(filter_func=lambda name: name.endswith(".j2")):
+        render.check_template(package, name)
+print("ok")
+"""
+
+
+@pytest.mark.slow
+def test_templates_ship_compiled_and_load_without_compiling(unpacked: Path) -> None:
+    cache = unpacked / "fhirpipes" / "templates" / "__jinja_cache__"
+    assert sorted(cache.glob("*.cache")), "no compiled templates in the package"
+    packages = sorted({mapper.template_package for mapper in load_registry().mappers})
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-B", "-c", FROM_CACHE_ONLY, str(unpacked), *packages],
+        capture_output=True,
+        text=True,
+        env={"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"

@@ -46,6 +46,7 @@ from urllib.parse import unquote, urlparse
 from urllib.request import url2pathname
 
 from fhirpipes.deploy import DeployError
+from fhirpipes.templatecache import CACHE_DIR
 
 HANDLER = "fhirpipes.handler.handler"
 PYTHON_VERSIONS: tuple[str, ...] = ("3.11", "3.12", "3.13")
@@ -221,6 +222,7 @@ def build_package(
         if interpreter:
             say(f"compiling bytecode with {interpreter}")
             warnings.extend(_compile(stage, interpreter))
+            say(f"compiling templates: {_compile_templates(stage, interpreter)} cached")
         else:
             warnings.append(
                 f"no Python {python} interpreter here: shipping sources only, so every cold start "
@@ -556,6 +558,25 @@ def _compile(stage: Path, interpreter: str) -> list[str]:
     return [f"{len(failed)} module(s) don't compile for this Python and ship as source only"]
 
 
+def _compile_templates(stage: Path, interpreter: str) -> int:
+    """Fill the templates' caches in the stage (`fhirpipes.templatecache`), as Lambda will load them."""
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); "
+        "from fhirpipes.templatecache import precompile; print(precompile('/var/task'))"
+    )
+    env = {"PYTHONHASHSEED": "0", "PATH": os.environ.get("PATH", ""), "PYTHONDONTWRITEBYTECODE": "1"}
+    done = subprocess.run(
+        [interpreter, "-S", "-E", "-c", code, str(stage)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise DeployError(f"compiling templates failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
+    return int(done.stdout.strip().splitlines()[-1])
+
+
 def _record_rows(info: Path) -> list[tuple[str, str, str]]:
     record = info / "RECORD"
     if not record.is_file():
@@ -565,7 +586,8 @@ def _record_rows(info: Path) -> list[tuple[str, str, str]]:
 
 
 def _rewrite_records(stage: Path) -> None:
-    """Make each RECORD list exactly what ships: drop removed files, add the compiled pycs."""
+    """Make each RECORD list exactly what ships: drop removed files, add the compiled pycs and
+    template caches (generated files, listed without a hash as pip lists pycs)."""
     for info in sorted(stage.glob("*.dist-info")):
         rows: dict[str, tuple[str, str, str]] = {}
         for path, digest, size in _record_rows(info):
@@ -576,6 +598,10 @@ def _rewrite_records(stage: Path) -> None:
                 module = Path(path)
                 for pyc in sorted((stage / module.parent / "__pycache__").glob(f"{module.stem}.*.pyc")):
                     relative = pyc.relative_to(stage).as_posix()
+                    rows[relative] = (relative, "", "")
+            if path.endswith(".j2"):
+                for entry in sorted((stage / Path(path).parent / CACHE_DIR).glob("*.cache")):
+                    relative = entry.relative_to(stage).as_posix()
                     rows[relative] = (relative, "", "")
         record = f"{info.name}/RECORD"
         rows[record] = (record, "", "")
