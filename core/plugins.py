@@ -8,12 +8,11 @@ loads only the named entry points. The registry is built once per cold start, ne
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.metadata
 import os
 from collections.abc import Iterable, Mapping
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 import pluggy
 
@@ -26,16 +25,14 @@ ENTRY_POINT_GROUP = "fhirpipes"
 PLUGINS_ENV = "FHIRPIPES_PLUGINS"
 
 
-@dataclasses.dataclass(frozen=True)
-class RegisteredMapper:
+class RegisteredMapper(NamedTuple):
     """A mapper and the plugin (entry-point name) that registered it."""
 
     plugin: str
     mapper: Mapper
 
 
-@dataclasses.dataclass(frozen=True)
-class PluginInfo:
+class PluginInfo(NamedTuple):
     """A loaded plugin: its entry-point name, module, what it registered, and its distribution."""
 
     name: str

@@ -16,11 +16,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from collections.abc import Mapping
-from typing import Literal
+from types import MappingProxyType
+from typing import Literal, NamedTuple
 
 from fhirpipes.errors import ConfigurationError
 
@@ -29,14 +29,14 @@ ON_ERROR_CHOICES = ("emit", "raise", "drop")
 PIPES_RESPONSE_LIMIT = 6 * 1024 * 1024
 
 
-@dataclasses.dataclass(frozen=True)
-class Settings:
+# A NamedTuple (immutable, cheap to define at cold start); change one with ``settings._replace(...)``.
+class Settings(NamedTuple):
     """What the environment says; `Settings.from_env` reads it."""
 
     on_error: OnError = "emit"
     log_level: str = "INFO"
     skip_unchanged: bool | None = None
-    pipe_names: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    pipe_names: Mapping[str, str] = MappingProxyType({})
     max_response_bytes: int = PIPES_RESPONSE_LIMIT
 
     @classmethod

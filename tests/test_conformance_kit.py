@@ -279,7 +279,8 @@ def test_fixtures_build_records_and_map_them(pytester: pytest.Pytester) -> None:
             batch.append(make_record("Practitioners", None, {"id": "x-1", "npi": "1234567893"}))
             events = map_batch(batch, plugins=["practitioner"])
             assert [event["details"]["command"] for event in events] == ["PUT", "DELETE"]
-            assert len(fhirpipes_log) == 2 and "record mapped" in fhirpipes_log[0]
+            assert len(fhirpipes_log) == 3 and "record mapped" in fhirpipes_log[0]
+            assert "batch mapped" in fhirpipes_log[-1]
         """
     )
     pytester.runpytest(*INNER, "-q").assert_outcomes(passed=1)

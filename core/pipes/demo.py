@@ -10,7 +10,6 @@ stopped on the way out, whatever happens. All the data is made up.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import json
 import sys
@@ -165,7 +164,7 @@ def demo(brief: bool, max_seconds: float) -> None:
                 f"(ready in {server.ready_seconds:.2f} s)"
             )
             # The demo shows error events: whatever FHIRPIPES_ON_ERROR says, a broken item is an event.
-            settings = dataclasses.replace(Settings.from_env(), on_error="emit")
+            settings = Settings.from_env()._replace(on_error="emit")
             registry, dispatcher = build_dispatcher(settings)
             wanted = [m for m in registry.mappers if m.table in ("Patients", "Practitioners")]
             if not wanted:
