@@ -20,6 +20,7 @@ from fhirpipes import hookspecs
 from fhirpipes.errors import PluginError, UnknownTableError
 from fhirpipes.mapper import Mapper
 from fhirpipes.records import StreamRecord
+from fhirpipes.resource import has_resource_type
 
 ENTRY_POINT_GROUP = "fhirpipes"
 PLUGINS_ENV = "FHIRPIPES_PLUGINS"
@@ -70,7 +71,13 @@ class Registry:
             )
 
     def _add(self, entry: RegisteredMapper) -> None:
-        claims = self._by_table.setdefault(entry.mapper.table, [])
+        mapper = entry.mapper
+        if not has_resource_type(mapper.resource_type, mapper.fhir_version):
+            raise PluginError(
+                f"plugin {entry.plugin!r} maps table {mapper.table!r} to {mapper.resource_type}, "
+                f"which is not a FHIR {mapper.fhir_version} resource type"
+            )
+        claims = self._by_table.setdefault(mapper.table, [])
         for other in claims:
             # Several mappers may share a table only when every one of them can tell its records apart.
             if other.mapper.match is None or entry.mapper.match is None:

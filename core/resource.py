@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import functools
 import importlib
+import importlib.util
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fhirpipes import render
@@ -40,6 +42,22 @@ def model_class(resource_type: str, fhir_version: str) -> type[FHIRAbstractModel
     if not (isinstance(cls, type) and getattr(cls, "has_resource_base", lambda: False)()):
         raise PluginError(f"{resource_type} is not a FHIR {fhir_version} resource type")
     return cls
+
+
+def has_resource_type(resource_type: str, fhir_version: str) -> bool:
+    """Whether fhir.resources has a model for ``resource_type`` in ``fhir_version``, without importing
+    it (the models cost a cold start ~100 ms): a look for its module file."""
+    package = MODEL_PACKAGES.get(fhir_version)
+    if package is None or not resource_type.isidentifier():
+        return False
+    spec = importlib.util.find_spec("fhir.resources")  # imports only the namespace package "fhir"
+    if spec is None or not spec.submodule_search_locations:
+        return False
+    subfolder = package.split(".")[2:]  # "fhir.resources.R4B" -> ["R4B"]
+    return any(
+        Path(location, *subfolder, f"{resource_type.lower()}.py").is_file()
+        for location in spec.submodule_search_locations
+    )
 
 
 def default_id(table: str, keys: Mapping[str, Any]) -> str:

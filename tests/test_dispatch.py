@@ -364,3 +364,32 @@ def test_pipe_variables_come_from_configuration_in_lambda() -> None:
             "given": ["arn:aws:pipes:us-east-1:123456789012:pipe/raw-pipe", stream_arn("Raw")],
         }
     ]
+
+
+def test_r5_is_selectable_per_mapper() -> None:
+    r5 = Mapper(
+        table="Raw",
+        resource_type="Patient",
+        template="raw_patient.json.j2",
+        template_package="template_fixtures",
+        fhir_version="R5",
+    )
+    [event] = dispatcher(r5).map_batch([make_record("Raw", {"id": "1", "gender": "other", "lastName": "A"})])
+    entity = event["details"]["entity"]
+    from fhir.resources.patient import Patient as R5Patient
+
+    assert entity == json.loads(R5Patient.model_validate(entity).model_dump_json())
+    assert entity["gender"] == "other"
+
+
+def test_a_resource_type_the_fhir_version_lacks_fails_at_startup() -> None:
+    from fhirpipes import PluginError
+
+    # R4B has no ActorDefinition (R5 does): refused when the registry is built, naming the plugin.
+    mapper = Mapper(table="Raw", resource_type="ActorDefinition", template="t.j2")
+    with pytest.raises(
+        PluginError, match="'test' maps table 'Raw' to ActorDefinition, which is not a FHIR R4B"
+    ):
+        dispatcher(mapper)
+    r5 = Mapper(table="Raw", resource_type="ActorDefinition", template="t.j2", fhir_version="R5")
+    assert dispatcher(r5).registry.tables == ["Raw"]
