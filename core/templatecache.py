@@ -93,7 +93,7 @@ def precompile(prefix: str = "/var/task") -> int:
             assert filename is not None
             shipped_as = Path(prefix, Path(filename).relative_to(install_root)).as_posix()
             bucket = Bucket(env, cache.get_cache_key(name), cache.get_source_checksum(source))
-            bucket.code = env.compile(source, name, shipped_as)  # type: ignore[assignment]
+            bucket.code = env.compile(source, name, shipped_as)
             write_entry(cache.directories[0], bucket)
             written += 1
     return written
