@@ -132,7 +132,7 @@ def test_cloudwatch_chunks_respect_the_byte_limit_with_the_per_event_overhead() 
 def test_cloudwatch_refuses_an_event_over_its_size_limit_without_sending_anything() -> None:
     logs = FakeLogs()
     target = CloudWatchLogsTarget(logs, "g")
-    with pytest.raises(DeliveryError, match="event 1 of the batch is"):
+    with pytest.raises(DeliveryError, match="message 1 of the batch is"):
         deliver(target, ["small", SECRET * 30_000], sleep=no_sleep)
     assert logs.calls == []
 

@@ -76,6 +76,37 @@ class Target:
         """Release what the target holds (files, clients)."""
 
 
+def chunks_within(
+    target_name: str,
+    messages: Sequence[str],
+    *,
+    max_count: int,
+    max_bytes: int,
+    max_message_bytes: int,
+    overhead: int = 0,
+    service: str,
+) -> Iterator[list[str]]:
+    """Split ``messages`` into chunks of at most ``max_count`` messages and ``max_bytes`` (each
+    message counting its UTF-8 size plus ``overhead``); one over ``max_message_bytes`` can never
+    be sent, so it is a `DeliveryError` naming its place in the batch."""
+    chunk: list[str] = []
+    size = 0
+    for index, message in enumerate(messages):
+        length = len(message.encode("utf-8"))
+        if length > max_message_bytes:
+            raise DeliveryError(
+                f"{target_name}: message {index} of the batch is {length} bytes, "
+                f"over the {service} limit of {max_message_bytes} per message"
+            )
+        if chunk and (len(chunk) == max_count or size + length + overhead > max_bytes):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(message)
+        size += length + overhead
+    if chunk:
+        yield chunk
+
+
 def deliver(
     target: Target,
     events: Sequence[Any],
@@ -186,22 +217,15 @@ class CloudWatchLogsTarget(Target):
         self._ready = False
 
     def chunks(self, messages: Sequence[str]) -> Iterator[list[str]]:
-        chunk: list[str] = []
-        size = 0
-        for index, message in enumerate(messages):
-            cost = len(message.encode("utf-8")) + CLOUDWATCH_EVENT_OVERHEAD
-            if cost - CLOUDWATCH_EVENT_OVERHEAD > CLOUDWATCH_MAX_EVENT_BYTES:
-                raise DeliveryError(
-                    f"{self.name}: event {index} of the batch is {cost - CLOUDWATCH_EVENT_OVERHEAD} bytes, "
-                    f"over CloudWatch Logs' limit of {CLOUDWATCH_MAX_EVENT_BYTES} per event"
-                )
-            if chunk and (len(chunk) == CLOUDWATCH_MAX_EVENTS or size + cost > CLOUDWATCH_MAX_BYTES):
-                yield chunk
-                chunk, size = [], 0
-            chunk.append(message)
-            size += cost
-        if chunk:
-            yield chunk
+        return chunks_within(
+            self.name,
+            messages,
+            max_count=CLOUDWATCH_MAX_EVENTS,
+            max_bytes=CLOUDWATCH_MAX_BYTES,
+            max_message_bytes=CLOUDWATCH_MAX_EVENT_BYTES,
+            overhead=CLOUDWATCH_EVENT_OVERHEAD,
+            service="CloudWatch Logs",
+        )
 
     def send(self, chunk: list[str]) -> list[str]:
         if not self._ready:
@@ -244,22 +268,14 @@ class SqsTarget(Target):
         return self.queue.endswith(".fifo")
 
     def chunks(self, messages: Sequence[str]) -> Iterator[list[str]]:
-        chunk: list[str] = []
-        size = 0
-        for index, message in enumerate(messages):
-            cost = len(message.encode("utf-8"))
-            if cost > SQS_MAX_BYTES:
-                raise DeliveryError(
-                    f"{self.name}: message {index} of the batch is {cost} bytes, "
-                    f"over SQS's limit of {SQS_MAX_BYTES}"
-                )
-            if chunk and (len(chunk) == SQS_MAX_MESSAGES or size + cost > SQS_MAX_BYTES):
-                yield chunk
-                chunk, size = [], 0
-            chunk.append(message)
-            size += cost
-        if chunk:
-            yield chunk
+        return chunks_within(
+            self.name,
+            messages,
+            max_count=SQS_MAX_MESSAGES,
+            max_bytes=SQS_MAX_BYTES,
+            max_message_bytes=SQS_MAX_BYTES,
+            service="SQS",
+        )
 
     def send(self, chunk: list[str]) -> list[str]:
         url = self._url or self._resolve()
