@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Clamped, Context, Decimal, Inexact, Overflow, Rounded, Underflow
 from typing import Any
 
@@ -83,17 +83,22 @@ def _decode_map(image: Any) -> dict[str, Any]:
     return decoded
 
 
-def _decode_list(raw: Any) -> list[Any]:
+def _decode_items(raw: Any, kind: str, element: Callable[[Any], Any]) -> list[Any]:
+    """Decode each item of an L, SS, NS or BS list, naming the failing index."""
     if not isinstance(raw, list):
-        raise AttributeValueError("L must hold a list")
+        raise AttributeValueError(f"{kind} must hold a list")
     decoded = []
     for index, item in enumerate(raw):
         try:
-            decoded.append(decode_value(item))
+            decoded.append(element(item))
         except AttributeValueError as exc:
             exc.segments.insert(0, f"[{index}]")
             raise
     return decoded
+
+
+def _decode_list(raw: Any) -> list[Any]:
+    return _decode_items(raw, "L", decode_value)
 
 
 def _string(raw: Any) -> str:
@@ -138,18 +143,9 @@ def _null(raw: Any) -> None:
     return None
 
 
-def _set_of(element: Any, kind: str) -> Any:
+def _set_of(element: Callable[[Any], Any], kind: str) -> Callable[[Any], set[Any]]:
     def decode_set(raw: Any) -> set[Any]:
-        if not isinstance(raw, list):
-            raise AttributeValueError(f"{kind} must hold a list")
-        decoded = set()
-        for index, item in enumerate(raw):
-            try:
-                decoded.add(element(item))
-            except AttributeValueError as exc:
-                exc.segments.insert(0, f"[{index}]")
-                raise
-        return decoded
+        return set(_decode_items(raw, kind, element))
 
     return decode_set
 
