@@ -92,7 +92,7 @@ def prune(value: Any) -> Any:
 def template_context(
     mapper: Mapper, record: StreamRecord, image: Mapping[str, Any] | None, pipe: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """The variables a template sees (see the README's "Writing a mapper")."""
+    """The variables a template sees (the README's "Mapper and template reference")."""
     context: dict[str, Any] = {
         "new": image,
         "old": record.old,
