@@ -31,9 +31,12 @@ def test_pipes_public_api_is_importable() -> None:
         assert required in pipes.__all__
 
 
-def test_fhirpipes_is_the_installed_package_not_the_folder_name() -> None:
-    assert Path(fhirpipes.__file__).parent.name in ("core", "fhirpipes")
-    assert "core" not in sys.modules
+def test_templates_load_as_package_data_of_fhirpipes_templates() -> None:
+    from importlib.resources import files
+
+    assert files("fhirpipes.templates").joinpath("patient.json.j2").is_file()
+    assert files("fhirpipes.templates").joinpath("_macros", "fhir.j2").is_file()
+    assert "core" not in sys.modules  # the folder name never became a second import name
 
 
 @pytest.mark.parametrize("source", ["import core\n", "from core import mapper\n", "import templates\n"])
