@@ -20,12 +20,15 @@ import logging
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
+from fhirpipes import engine
+from fhirpipes.change import certainly_shows, reads_agree
+from fhirpipes.engine.runtime import same
 from fhirpipes.errors import BatchError, MalformedRecordError, RecordError
 from fhirpipes.logs import logger
 from fhirpipes.mapper import Mapper
 from fhirpipes.plugins import Registry
 from fhirpipes.records import StreamRecord, identify, parse_record, records_of
-from fhirpipes.resource import build_resource, default_id, render_resource, template_context
+from fhirpipes.resource import base_context, finish, resource_id, resource_value
 from fhirpipes.settings import Settings
 
 ENVELOPE_VERSION = "1.0"
@@ -69,11 +72,11 @@ class Dispatcher:
         try:
             record = parse_record(raw)
             mapper = self.registry.mapper_for(record)
-            event = self._map(mapper, record, pipe)
+            event = self._map(mapper, record, self._pipe_variables(record, pipe))
         except RecordError as exc:
             event_id, table, sequence = identify(raw)
             exc.locate(event_id=event_id, table=table, sequence_number=sequence)
-            return self._failed(exc, raw, mapper)
+            return self._on_error(exc, raw, mapper)
         if event is None:
             if logger.isEnabledFor(logging.DEBUG):
                 fields = {**_where(record), "outcome": "skipped"}
@@ -86,45 +89,68 @@ class Dispatcher:
             )
         return Outcome("mapped", event)
 
-    def _map(
-        self, mapper: Mapper, record: StreamRecord, pipe: Mapping[str, Any] | None
-    ) -> dict[str, Any] | None:
-        pipe_vars = self._pipe_variables(record, pipe)
+    def _map(self, mapper: Mapper, record: StreamRecord, pipe: Mapping[str, Any]) -> dict[str, Any] | None:
         if record.event_name == "REMOVE":
-            return self._remove(mapper, record, pipe_vars)
-        if record.new is None:
+            return self._remove(mapper, record, pipe)
+        new = record.new
+        if new is None:
             raise MalformedRecordError(
                 "the record carries no NewImage (the stream view type must include new images)",
                 path="dynamodb.NewImage",
             )
-        entity = build_resource(mapper, record, record.new, pipe_vars)
-        if record.event_name == "MODIFY" and record.old is not None and self._skip_unchanged(mapper):
-            try:
-                before = build_resource(mapper, record, record.old, pipe_vars)
-            except RecordError:
-                before = None  # the old item didn't map; the new one does: that's a change
-            if before == entity:
-                return None
-        return self._envelope(mapper, record, "PUT", entity)
+        old = record.old if record.event_name == "MODIFY" and self._skip_unchanged(mapper) else None
+        if old is not None:
+            reads = engine.load(mapper.template_package, mapper.template).reads
+            if reads is not None and reads_agree(reads, new, old):
+                return None  # nothing the template reads changed: the resource can't have
+        context = base_context(mapper, record, pipe)
+        value = resource_value(mapper, context, new, self.settings.render_budget)
+        entity = finish(mapper, record, value)
+        if old is not None and not self._changed(mapper, record, context, value, entity):
+            return None
+        return envelope(mapper, record.event_id, "PUT", entity=entity)
 
-    def _remove(
-        self, mapper: Mapper, record: StreamRecord, pipe_vars: Mapping[str, Any]
-    ) -> dict[str, Any] | None:
+    def _changed(
+        self,
+        mapper: Mapper,
+        record: StreamRecord,
+        context: Mapping[str, Any],
+        value: dict[str, Any],
+        entity: dict[str, Any],
+    ) -> bool:
+        """Whether the MODIFY's old image gives another resource than ``entity`` (see `fhirpipes.change`)."""
+        try:
+            before = resource_value(mapper, context, record.old, self.settings.render_budget)
+        except RecordError:
+            return True  # the old item didn't map; the new one does: that's a change
+        if same(before, value):
+            return False
+        if certainly_shows(before, value, entity):
+            return True
+        try:
+            return finish(mapper, record, before) != entity
+        except RecordError:
+            return True
+
+    def _remove(self, mapper: Mapper, record: StreamRecord, pipe: Mapping[str, Any]) -> dict[str, Any] | None:
         if mapper.on_delete == "ignore":
             return None
+        context = base_context(mapper, record, pipe)
         if mapper.on_delete == "soft-delete":
             if record.old is None:
                 raise MalformedRecordError(
                     "a soft delete needs the OldImage (use a stream view type with old images)",
                     path="dynamodb.OldImage",
                 )
-            entity = build_resource(mapper, record, record.old, pipe_vars)
+            entity = finish(
+                mapper, record, resource_value(mapper, context, record.old, self.settings.render_budget)
+            )
             entity["active"] = False
-            return self._envelope(mapper, record, "PUT", entity)
-        # DELETE addresses the resource by the id the template gives the item, else by the default id.
+            return envelope(mapper, record.event_id, "PUT", entity=entity)
+        # DELETE addresses the resource by the id the template gives the item (as a PUT would).
         image = record.old if record.old is not None else record.keys
         try:
-            rendered = render_resource(mapper, template_context(mapper, record, image, pipe_vars))
+            value = resource_value(mapper, context, image, self.settings.render_budget)
         except RecordError as exc:
             if record.old is None:
                 raise RecordError(
@@ -133,12 +159,10 @@ class Dispatcher:
                     template=exc.template,
                     line=exc.line,
                     code="remove-needs-old-image",
-                ) from exc
+                ) from None
             raise
-        resource_id = rendered.get("id") or default_id(record.table, record.keys)
-        return self._envelope(
-            mapper, record, "DELETE", {"resourceType": mapper.resource_type, "id": resource_id}
-        )
+        entity = {"resourceType": mapper.resource_type, "id": resource_id(record, value)}
+        return envelope(mapper, record.event_id, "DELETE", entity=entity)
 
     def _skip_unchanged(self, mapper: Mapper) -> bool:
         override = self.settings.skip_unchanged
@@ -155,55 +179,19 @@ class Dispatcher:
             arn = f"arn:aws:pipes:{parts[3]}:{parts[4]}:pipe/{name}"
         return {"name": name, "arn": arn, "source_arn": record.source_arn, "ingestion_time": None}
 
-    def _envelope(
-        self, mapper: Mapper, record: StreamRecord, command: str, entity: dict[str, Any]
-    ) -> dict[str, Any]:
-        return {
-            "version": ENVELOPE_VERSION,
-            "source": mapper.envelope_source,
-            "eventType": f"{mapper.resource_type}Change",
-            "correlationId": record.event_id,
-            "eventID": record.event_id,
-            "details": {"command": command, "entity": entity},
-        }
-
-    def _failed(self, exc: RecordError, raw: Any, mapper: Mapper | None) -> Outcome:
-        fields = {
-            "table": exc.table,
-            "eventID": exc.event_id,
-            "sequenceNumber": exc.sequence_number,
-            "code": exc.code,
-            "template": exc.template,
-            "line": exc.line,
-            "path": exc.path,
-            "error": exc.message,
-        }
+    def _on_error(self, exc: RecordError, raw: Any, mapper: Mapper | None) -> Outcome:
+        """The ``FHIRPIPES_ON_ERROR`` policy: an error event (emit), the batch fails (raise), or nothing (drop)."""
         on_error = self.settings.on_error
         if on_error == "raise":
-            logger.error(
-                "record failed; failing the batch so the Pipe retries it",
-                extra={"fhirpipes": {**fields, "outcome": "failed"}},
-            )
+            _log_failure(exc, "raised")
             raise exc
         if on_error == "drop":
-            logger.error(
-                "record failed and was dropped (FHIRPIPES_ON_ERROR=drop)",
-                extra={"fhirpipes": {**fields, "outcome": "dropped"}},
-            )
+            _log_failure(exc, "dropped")
             return Outcome("dropped", error=exc)
-        logger.error(
-            "record failed; emitting an error event", extra={"fhirpipes": {**fields, "outcome": "failed"}}
+        _log_failure(exc, "failed")
+        return Outcome(
+            "failed", envelope(mapper, exc.event_id, "ERROR", error=exc.to_dict(), record=raw), exc
         )
-        event_id = exc.event_id
-        event = {
-            "version": ENVELOPE_VERSION,
-            "source": mapper.envelope_source if mapper else "fhirpipes",
-            "eventType": f"{mapper.resource_type}MappingFailed" if mapper else "MappingFailed",
-            "correlationId": event_id,
-            "eventID": event_id,
-            "details": {"command": "ERROR", "error": exc.to_dict(), "record": raw},
-        }
-        return Outcome("failed", event, exc)
 
     def _check_size(self, events: list[dict[str, Any]]) -> None:
         limit = self.settings.max_response_bytes
@@ -224,6 +212,47 @@ def response_size(events: list[dict[str, Any]]) -> int:
     except orjson.JSONEncodeError:
         # e.g. an integer beyond 64 bits in a malformed record: json can size it
         return len(json.dumps(events, separators=(",", ":"), default=str).encode())
+
+
+def envelope(mapper: Mapper | None, event_id: str | None, command: str, **details: Any) -> dict[str, Any]:
+    """The one envelope of every event: PUT and DELETE carry ``entity``; ERROR carries ``error`` and ``record``."""
+    failed = command == "ERROR"
+    if mapper is None:
+        source, event_type = "fhirpipes", "MappingFailed"
+    else:
+        source = mapper.envelope_source
+        event_type = f"{mapper.resource_type}{'MappingFailed' if failed else 'Change'}"
+    return {
+        "version": ENVELOPE_VERSION,
+        "source": source,
+        "eventType": event_type,
+        "correlationId": event_id,
+        "eventID": event_id,
+        "details": {"command": command, **details},
+    }
+
+
+_FAILURE_MESSAGES = {
+    "failed": "record failed; emitting an error event",
+    "dropped": "record failed and was dropped (FHIRPIPES_ON_ERROR=drop)",
+    "raised": "record failed; failing the batch so the Pipe retries it",
+}
+
+
+def _log_failure(exc: RecordError, how: str) -> None:
+    """One ERROR line per failed record (``how``: failed, dropped or raised): where and why, never a value."""
+    fields = {
+        "table": exc.table,
+        "eventID": exc.event_id,
+        "sequenceNumber": exc.sequence_number,
+        "code": exc.code,
+        "template": exc.template,
+        "line": exc.line,
+        "path": exc.path,
+        "error": exc.message,
+        "outcome": "failed" if how == "raised" else how,
+    }
+    logger.error(_FAILURE_MESSAGES[how], extra={"fhirpipes": fields})
 
 
 def _where(record: StreamRecord | None) -> dict[str, Any]:

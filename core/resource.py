@@ -1,4 +1,4 @@
-"""From one record to one validated FHIR resource: render, prune, identify, stamp, validate.
+"""From a template's value to one validated FHIR resource: identify, validate, serialise, stamp.
 
 fhir.resources models are imported lazily, one module per resource type, on first use: the
 package is large and a Lambda pays at cold start for every import (see the README's figures).
@@ -13,10 +13,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fhirpipes import render
+from fhirpipes import engine
 from fhirpipes.conversions import uuid5
+from fhirpipes.engine.runtime import Limits
+from fhirpipes.engine.values import to_json
 from fhirpipes.errors import InvalidResourceError, PluginError
-from fhirpipes.jsonvalue import to_json
 from fhirpipes.mapper import Mapper
 from fhirpipes.records import StreamRecord
 
@@ -65,36 +66,17 @@ def default_id(table: str, keys: Mapping[str, Any]) -> str:
     return uuid5(table, to_json(dict(sorted(keys.items()))))
 
 
-def prune(value: Any) -> Any:
-    """Drop empty strings, objects, lists and nulls, recursively (FHIR forbids empty elements)."""
-    kind = type(value)
-    if kind is dict:
-        pruned = {}
-        for key, item in value.items():
-            kind = type(item)
-            if kind is dict or kind is list:
-                item = prune(item)
-            if item is not None and item != "":
-                pruned[key] = item
-        return pruned or None
-    if kind is list:
-        items = []
-        for item in value:
-            kind = type(item)
-            if kind is dict or kind is list:
-                item = prune(item)
-            if item is not None and item != "":
-                items.append(item)
-        return items or None
-    return None if value == "" else value
+def resource_id(record: StreamRecord, value: Mapping[str, Any]) -> Any:
+    """The one rule for a resource's id, for PUT and DELETE alike: the template's, else `default_id`."""
+    return value["id"] if "id" in value else default_id(record.table, record.keys)
 
 
-def template_context(
-    mapper: Mapper, record: StreamRecord, image: Mapping[str, Any] | None, pipe: Mapping[str, Any]
-) -> dict[str, Any]:
-    """The variables a template sees (the README's "Mapper and template reference")."""
+def base_context(mapper: Mapper, record: StreamRecord, pipe: Mapping[str, Any]) -> dict[str, Any]:
+    """The variables a template sees, but ``new`` (the README's "Mapper and template reference").
+
+    The mapper's ``context`` hook runs here, once per record, even when a MODIFY renders both images.
+    """
     context: dict[str, Any] = {
-        "new": image,
         "old": record.old,
         "keys": record.keys,
         "event_name": record.event_name,
@@ -110,9 +92,12 @@ def template_context(
     return context
 
 
-def render_resource(mapper: Mapper, context: Mapping[str, Any]) -> dict[str, Any]:
-    """Render the mapper's template and prune it: the resource before validation."""
-    resource = prune(render.render(mapper.template_package, mapper.template, context))
+def resource_value(
+    mapper: Mapper, context: Mapping[str, Any], image: Mapping[str, Any] | None, limits: Limits | None = None
+) -> dict[str, Any]:
+    """The template's value for ``image`` (as ``new``): the resource before validation, pruned."""
+    template = engine.load(mapper.template_package, mapper.template)
+    resource = template.render({**context, "new": image}, limits)
     if not isinstance(resource, dict):
         raise InvalidResourceError(
             "the template did not render a JSON object", template=mapper.template, code="not-an-object"
@@ -127,13 +112,9 @@ def render_resource(mapper: Mapper, context: Mapping[str, Any]) -> dict[str, Any
     return resource
 
 
-def build_resource(
-    mapper: Mapper, record: StreamRecord, image: Mapping[str, Any] | None, pipe: Mapping[str, Any]
-) -> dict[str, Any]:
-    """Render ``image`` through the mapper and return the validated resource as a JSON value."""
-    resource = render_resource(mapper, template_context(mapper, record, image, pipe))
-    if "id" not in resource:
-        resource["id"] = default_id(record.table, record.keys)
+def finish(mapper: Mapper, record: StreamRecord, value: Mapping[str, Any]) -> dict[str, Any]:
+    """The validated resource of a template's value, with its id and lineage (``value`` is not changed)."""
+    resource = dict(value) if "id" in value else {**value, "id": default_id(record.table, record.keys)}
     return stamp_lineage(validate(mapper, resource), record)
 
 

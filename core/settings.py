@@ -11,6 +11,9 @@
 ``FHIRPIPES_PIPE_NAMES``       JSON object, table -> Pipe name: the ``pipe`` template variable
                                (the local runner knows it; in Lambda it comes from here).
 ``FHIRPIPES_MAX_RESPONSE_BYTES``  the enrichment response limit (default Pipes' 6 MB).
+``FHIRPIPES_RENDER_BUDGET``    per-record render bounds, ``name=value`` pairs separated by commas,
+                               e.g. ``iterations=200000,seconds=5`` (names and defaults:
+                               `fhirpipes.engine.runtime.Limits`).
 =============================  =========================================================
 """
 
@@ -22,6 +25,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Literal, NamedTuple
 
+from fhirpipes.engine.runtime import Limits
 from fhirpipes.errors import ConfigurationError
 
 OnError = Literal["emit", "raise", "drop"]
@@ -38,6 +42,7 @@ class Settings(NamedTuple):
     skip_unchanged: bool | None = None
     pipe_names: Mapping[str, str] = MappingProxyType({})
     max_response_bytes: int = PIPES_RESPONSE_LIMIT
+    render_budget: Limits = Limits()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -70,10 +75,34 @@ class Settings(NamedTuple):
             limit = int(environ.get("FHIRPIPES_MAX_RESPONSE_BYTES", PIPES_RESPONSE_LIMIT))
         except ValueError as exc:
             raise ConfigurationError("FHIRPIPES_MAX_RESPONSE_BYTES must be a whole number") from exc
+        if limit <= 0:
+            raise ConfigurationError("FHIRPIPES_MAX_RESPONSE_BYTES must be a positive whole number")
         return cls(
             on_error=on_error,  # type: ignore[arg-type]
             log_level=level,
             skip_unchanged=None if not skip else skip in ("true", "1", "yes"),
             pipe_names=pipe_names,
             max_response_bytes=limit,
+            render_budget=render_budget(environ.get("FHIRPIPES_RENDER_BUDGET", "")),
         )
+
+
+def render_budget(text: str) -> Limits:
+    """``FHIRPIPES_RENDER_BUDGET``: ``name=value`` pairs over the defaults of `Limits`."""
+    changes: dict[str, float | int] = {}
+    for pair in filter(None, (part.strip() for part in text.split(","))):
+        name, _, number = pair.partition("=")
+        name = name.strip()
+        if name not in Limits._fields:
+            raise ConfigurationError(
+                f"FHIRPIPES_RENDER_BUDGET: unknown name {name!r} (known: {', '.join(Limits._fields)})"
+            )
+        kind = float if name == "seconds" else int
+        try:
+            parsed = kind(number.strip())
+        except ValueError:
+            parsed = 0
+        if parsed <= 0:
+            raise ConfigurationError(f"FHIRPIPES_RENDER_BUDGET: {name} must be a positive number")
+        changes[name] = parsed
+    return Limits()._replace(**changes)  # type: ignore[arg-type]

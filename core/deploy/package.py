@@ -46,7 +46,7 @@ from urllib.parse import unquote, urlparse
 from urllib.request import url2pathname
 
 from fhirpipes.deploy import DeployError
-from fhirpipes.templatecache import CACHE_DIR
+from fhirpipes.engine.cache import CACHE_DIR
 
 HANDLER = "fhirpipes.handler.handler"
 PYTHON_VERSIONS: tuple[str, ...] = ("3.11", "3.12", "3.13")
@@ -559,10 +559,12 @@ def _compile(stage: Path, interpreter: str) -> list[str]:
 
 
 def _compile_templates(stage: Path, interpreter: str) -> int:
-    """Fill the templates' caches in the stage (`fhirpipes.templatecache`), as Lambda will load them."""
+    """Fill the templates' caches in the stage (`fhirpipes.engine.cache`), as Lambda will load them."""
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]); "
-        "from fhirpipes.templatecache import precompile; print(precompile('/var/task'))"
+        "from fhirpipes.engine import SHARED_TEMPLATES, precompile; "
+        "from fhirpipes.plugins import load_registry; "
+        "print(precompile({SHARED_TEMPLATES, *(m.template_package for m in load_registry().mappers)}))"
     )
     env = {"PYTHONHASHSEED": "0", "PATH": os.environ.get("PATH", ""), "PYTHONDONTWRITEBYTECODE": "1"}
     done = subprocess.run(
@@ -600,7 +602,7 @@ def _rewrite_records(stage: Path) -> None:
                     relative = pyc.relative_to(stage).as_posix()
                     rows[relative] = (relative, "", "")
             if path.endswith(".j2"):
-                for entry in sorted((stage / Path(path).parent / CACHE_DIR).glob("*.cache")):
+                for entry in sorted((stage / Path(path).parent / CACHE_DIR).glob("*.bin")):
                     relative = entry.relative_to(stage).as_posix()
                     rows[relative] = (relative, "", "")
         record = f"{info.name}/RECORD"

@@ -42,7 +42,7 @@ def build_dispatcher(settings: Settings) -> tuple[Registry, Dispatcher]:
     Not through `fhirpipes.handler`: importing that module runs the Lambda's cold start with
     the Lambda's logging set-up.
     """
-    from fhirpipes.render import check_template
+    from fhirpipes.engine import check_template
 
     registry = load_registry()
     for mapper in registry.mappers:

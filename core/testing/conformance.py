@@ -276,7 +276,7 @@ class MapperConformanceTests:
 
     def test_template_resolves_from_package_data(self) -> None:
         """The template ships inside the mapper's package and compiles."""
-        from fhirpipes.render import check_template, environment
+        from fhirpipes.engine import check_template, template_source
 
         mapper = self.get_mapper()
         shipped = importlib.resources.files(mapper.template_package).joinpath(mapper.template)
@@ -288,8 +288,8 @@ class MapperConformanceTests:
             check_template(mapper.template_package, mapper.template)
         except RenderError as exc:
             raise AssertionError(f"the template does not load: {exc}") from exc
-        loaded = environment(mapper.template_package).get_template(mapper.template).filename
-        assert loaded is not None and Path(loaded).resolve() == Path(str(shipped)).resolve(), (
+        _, loaded = template_source(mapper.template_package, mapper.template)
+        assert loaded.resolve() == Path(str(shipped)).resolve(), (
             f"{mapper.template!r} loads from {loaded}, not from the package {mapper.template_package!r}"
         )
 
@@ -615,10 +615,10 @@ def template_reads(package: str, name: str, variable: str) -> tuple[tuple[str, .
     Strictly: ``new.x`` or ``new["x"]`` with no ``| default``, and never tested with ``is defined``,
     ``"x" in new`` or read with ``new.get("x")``. Only the template itself is read, not its macros.
     """
-    from fhirpipes.render import environment
+    from fhirpipes.engine import template_source
+    from fhirpipes.engine.compiler import parse
 
-    env = environment(package)
-    source, _, _ = env.loader.get_source(env, name)  # type: ignore[union-attr]
+    source, _ = template_source(package, name)
     strict: set[str] = set()
     optional: set[str] = set()
 
@@ -662,7 +662,7 @@ def template_reads(package: str, name: str, variable: str) -> tuple[tuple[str, .
         for child in node.iter_child_nodes():
             visit(child, False)
 
-    visit(env.parse(source), False)
+    visit(parse(source, name), False)
     return tuple(sorted(strict - optional)), tuple(sorted(optional))
 
 
@@ -671,11 +671,9 @@ def _is_name(node: nodes.Node, name: str) -> bool:
 
 
 def _template_text(mapper: Mapper) -> str:
-    from fhirpipes.render import environment
+    from fhirpipes.engine import template_source
 
-    env = environment(mapper.template_package)
-    source, _, _ = env.loader.get_source(env, mapper.template)  # type: ignore[union-attr]
-    return source
+    return template_source(mapper.template_package, mapper.template)[0]
 
 
 # ---------------------------------------------------------------- log capture and item surgery

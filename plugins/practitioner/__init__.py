@@ -18,10 +18,9 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from jinja2 import Undefined
-
 from fhirpipes import Mapper, SampleFile, hookimpl
 from fhirpipes.conversions import ConversionError
+from fhirpipes.engine import Missing
 
 if TYPE_CHECKING:
     from fhirpipes.records import StreamRecord
@@ -53,9 +52,8 @@ def npi(value: Any) -> str | None:
     `ConversionError`, which the renderer turns into a record error naming the template line
     (and never the value).
     """
-    if isinstance(value, Undefined):
-        str(value)  # the environment's strict Undefined raises: "the template uses 'npi', which ... lacks"
-        raise ConversionError("npi: the attribute is missing")
+    if isinstance(value, Missing):
+        value.fail()  # a missing-value error: "the template uses 'npi', which ... lacks"
     if value is None:
         return None
     if isinstance(value, Decimal) and value == value.to_integral_value():
