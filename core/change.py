@@ -44,8 +44,8 @@ class _Differences:
 
     def walk(self, before: Any, after: Any, validated: Any) -> bool:
         """False when unsure; sets ``found`` when a difference certainly shows."""
-        if same(before, after):
-            return True
+        if before == after:  # equal here, unless types differ (1 and True): then unsure
+            return same(before, after)
         if type(before) is str and type(after) is str:
             if type(validated) is str and validated == after:
                 self.found = True

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 from fhirpipes import engine
 from fhirpipes.change import certainly_shows, reads_agree
 from fhirpipes.engine.runtime import same
-from fhirpipes.errors import BatchError, MalformedRecordError, RecordError
+from fhirpipes.errors import BatchError, ErrorCode, MalformedRecordError, RecordError
 from fhirpipes.logs import logger
 from fhirpipes.mapper import Mapper
 from fhirpipes.plugins import Registry
@@ -158,7 +158,7 @@ class Dispatcher:
                     "more than the keys (use a stream view type with old images)",
                     template=exc.template,
                     line=exc.line,
-                    code="remove-needs-old-image",
+                    code=ErrorCode.REMOVE_NEEDS_OLD_IMAGE,
                 ) from None
             raise
         entity = {"resourceType": mapper.resource_type, "id": resource_id(record, value)}

@@ -21,7 +21,35 @@ PHI, and messages end up in logs, CLI output and error events. Callers always ``
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
+
+
+class ErrorCode(StrEnum):
+    """Every ``code`` a record error can carry: stable, machine-readable, documented in the README."""
+
+    RECORD_ERROR = "record-error"
+    MALFORMED_RECORD = "malformed-record"
+    UNKNOWN_TABLE = "unknown-table"
+    REMOVE_NEEDS_OLD_IMAGE = "remove-needs-old-image"
+    # the template, when it compiles
+    TEMPLATE_MISSING = "template-missing"
+    TEMPLATE_SYNTAX = "template-syntax"
+    TEMPLATE_UNSUPPORTED = "template-unsupported"
+    TEMPLATE_COMPILE = "template-compile"
+    INVALID_JSON = "invalid-json"
+    # the template, when it renders a record
+    RENDER_FAILED = "render-failed"
+    MISSING_VALUE = "missing-value"
+    CONVERSION_FAILED = "conversion-failed"
+    UNSAFE_TEMPLATE = "unsafe-template"
+    NOT_JSON = "not-json"
+    RENDER_BUDGET_EXCEEDED = "render-budget-exceeded"
+    # the resource it rendered
+    NOT_AN_OBJECT = "not-an-object"
+    WRONG_RESOURCE_TYPE = "wrong-resource-type"
+    INVALID_RESOURCE = "invalid-resource"
+    INVALID_CODE = "invalid-code"
 
 
 class FhirpipesError(Exception):
@@ -52,7 +80,7 @@ class RecordError(FhirpipesError):
     point into the mapper's template.
     """
 
-    code = "record-error"
+    code: str = ErrorCode.RECORD_ERROR
 
     def __init__(
         self,
@@ -113,22 +141,22 @@ class RecordError(FhirpipesError):
 class MalformedRecordError(RecordError):
     """The record is not a DynamoDB stream record fhirpipes can read."""
 
-    code = "malformed-record"
+    code: str = ErrorCode.MALFORMED_RECORD
 
 
 class UnknownTableError(RecordError):
     """No registered mapper takes this record (or more than one ``match`` does)."""
 
-    code = "unknown-table"
+    code: str = ErrorCode.UNKNOWN_TABLE
 
 
 class RenderError(RecordError):
     """The mapper's template failed for this record (undefined name, bad JSON, a filter refused)."""
 
-    code = "render-failed"
+    code: str = ErrorCode.RENDER_FAILED
 
 
 class InvalidResourceError(RecordError):
     """The rendered resource is not valid FHIR for the mapper's resource type and version."""
 
-    code = "invalid-resource"
+    code: str = ErrorCode.INVALID_RESOURCE

@@ -17,7 +17,7 @@ from fhirpipes import engine
 from fhirpipes.conversions import uuid5
 from fhirpipes.engine.runtime import Limits
 from fhirpipes.engine.values import to_json
-from fhirpipes.errors import InvalidResourceError, PluginError
+from fhirpipes.errors import ErrorCode, InvalidResourceError, PluginError
 from fhirpipes.mapper import Mapper
 from fhirpipes.records import StreamRecord
 
@@ -100,14 +100,16 @@ def resource_value(
     resource = template.render({**context, "new": image}, limits)
     if not isinstance(resource, dict):
         raise InvalidResourceError(
-            "the template did not render a JSON object", template=mapper.template, code="not-an-object"
+            "the template did not render a JSON object",
+            template=mapper.template,
+            code=ErrorCode.NOT_AN_OBJECT,
         )
     if resource.get("resourceType") != mapper.resource_type:
         raise InvalidResourceError(
             f"the template must render resourceType {mapper.resource_type!r}",
             template=mapper.template,
             path="resourceType",
-            code="wrong-resource-type",
+            code=ErrorCode.WRONG_RESOURCE_TYPE,
         )
     return resource
 
@@ -173,7 +175,7 @@ def validate(mapper: Mapper, resource: dict[str, Any]) -> dict[str, Any]:
             f"{exc}",
             path=f"{mapper.resource_type}{'.' if exc.path else ''}{exc.path}",
             template=mapper.template,
-            code="invalid-code",
+            code=ErrorCode.INVALID_CODE,
         ) from None
     except Exception as exc:
         # Anything else here is about this resource, not a passing fault: retrying the batch

@@ -29,7 +29,7 @@ from fhirpipes.engine.runtime import (
     UnsafeError,
     same,
 )
-from fhirpipes.errors import RecordError, RenderError
+from fhirpipes.errors import ErrorCode, RecordError, RenderError
 
 SHARED_TEMPLATES = "fhirpipes.templates"
 
@@ -156,7 +156,7 @@ def _load(package: str, name: str) -> Template | RenderError:
         return RenderError(
             f"the template could not be compiled ({type(exc).__name__})",
             template=name,
-            code="template-compile",
+            code=ErrorCode.TEMPLATE_COMPILE,
         )
 
 
@@ -204,7 +204,9 @@ def _roots(package: str) -> list[Path]:
 def _find(package: str, name: str) -> tuple[Path, str]:
     parts = PurePosixPath(name).parts
     if not parts or name.startswith("/") or ".." in parts:
-        raise RenderError("a template name must be a relative path", template=name, code="template-missing")
+        raise RenderError(
+            "a template name must be a relative path", template=name, code=ErrorCode.TEMPLATE_MISSING
+        )
     packages = [package] if package == SHARED_TEMPLATES else [package, SHARED_TEMPLATES]
     for candidate in packages:
         try:
@@ -215,7 +217,9 @@ def _find(package: str, name: str) -> tuple[Path, str]:
             path = root.joinpath(*parts)
             if path.is_file():
                 return path, candidate
-    raise RenderError(f"template not found in package {package}", template=name, code="template-missing")
+    raise RenderError(
+        f"template not found in package {package}", template=name, code=ErrorCode.TEMPLATE_MISSING
+    )
 
 
 def _package_root(package: str, path: Path, name: str) -> Path:
@@ -238,16 +242,16 @@ def _template_frames(tb: TracebackType | None) -> list[tuple[str, int]]:
 
 def _code(exc: BaseException) -> str:
     if isinstance(exc, MissingValueError):
-        return "missing-value"
+        return ErrorCode.MISSING_VALUE
     if isinstance(exc, ConversionError):
-        return "conversion-failed"
+        return ErrorCode.CONVERSION_FAILED
     if isinstance(exc, UnsafeError):
-        return "unsafe-template"
+        return ErrorCode.UNSAFE_TEMPLATE
     if isinstance(exc, NotJSONError):
-        return "not-json"
+        return ErrorCode.NOT_JSON
     if isinstance(exc, BudgetExceededError | RecursionError | MemoryError):
-        return "render-budget-exceeded"
-    return "render-failed"
+        return ErrorCode.RENDER_BUDGET_EXCEEDED
+    return ErrorCode.RENDER_FAILED
 
 
 def _describe(exc: BaseException, template: str, package: str) -> str:

@@ -34,12 +34,13 @@ from jinja2.filters import FILTERS as JINJA_FILTERS
 from jinja2.tests import TESTS as JINJA_TESTS
 
 from fhirpipes.engine import runtime
+from fhirpipes.errors import ErrorCode
 
 
 class CompileError(Exception):
     """The template can't be compiled; ``line`` is the template line, ``code`` the error code."""
 
-    def __init__(self, message: str, line: int | None, code: str = "template-unsupported") -> None:
+    def __init__(self, message: str, line: int | None, code: str = ErrorCode.TEMPLATE_UNSUPPORTED) -> None:
         super().__init__(message)
         self.message = message
         self.line = line
@@ -66,7 +67,9 @@ def parse(source: str, name: str) -> nodes.Template:
     try:
         return _parser().parse(source, name=name)
     except TemplateSyntaxError as exc:
-        raise CompileError(f"template syntax error: {exc.message}", exc.lineno, "template-syntax") from None
+        raise CompileError(
+            f"template syntax error: {exc.message}", exc.lineno, ErrorCode.TEMPLATE_SYNTAX
+        ) from None
 
 
 def compile_template(source: str, name: str) -> Compiled:
@@ -149,9 +152,9 @@ def _lex(text: str, line: int) -> Iterator[_Token]:
                     "a JSON string is not closed in the template text (a {{ }} can't go inside a "
                     'string: write "key": {{ a ~ " " ~ b }})',
                     here,
-                    "invalid-json",
+                    ErrorCode.INVALID_JSON,
                 )
-            raise CompileError("the template text is not JSON here", here, "invalid-json")
+            raise CompileError("the template text is not JSON here", here, ErrorCode.INVALID_JSON)
         kind = match.lastgroup
         token_line = line + text.count("\n", 0, position)
         position = match.end()
@@ -249,7 +252,7 @@ class _Parser:
                 continue
             if has_value:
                 raise CompileError(
-                    "the template has more than one JSON value here", token.line, "invalid-json"
+                    "the template has more than one JSON value here", token.line, ErrorCode.INVALID_JSON
                 )
             value, index = self.value(tokens, index)
             items.append(value)
@@ -270,7 +273,9 @@ class _Parser:
             return self.container(tokens, index, "}")
         if token.kind == "punct" and token.value == "[":
             return self.container(tokens, index, "]")
-        raise CompileError(f"expected a JSON value, found {token.value!r}", token.line, "invalid-json")
+        raise CompileError(
+            f"expected a JSON value, found {token.value!r}", token.line, ErrorCode.INVALID_JSON
+        )
 
     def choice(self, token: _Token) -> _Choice:
         node = token.value
@@ -309,17 +314,19 @@ class _Parser:
                 index += 1
             elif token.kind == "punct" and token.value == ",":
                 if previous == "comma" or (previous == "start" and not in_body):
-                    raise CompileError("a comma with no item before it", token.line, "invalid-json")
+                    raise CompileError("a comma with no item before it", token.line, ErrorCode.INVALID_JSON)
                 before_comma, previous = previous, "comma"
                 index += 1
             else:
                 if previous == "item":
-                    raise CompileError("a comma is missing between two items", token.line, "invalid-json")
+                    raise CompileError(
+                        "a comma is missing between two items", token.line, ErrorCode.INVALID_JSON
+                    )
                 item, index = self.member(tokens, index) if kind == "members" else self.value(tokens, index)
                 items.append(item)
                 previous = "item"
         if previous == "comma" and before_comma == "item" and not in_body:
-            raise CompileError("a comma with no item after it", tokens[-1].line, "invalid-json")
+            raise CompileError("a comma with no item after it", tokens[-1].line, ErrorCode.INVALID_JSON)
         return items
 
     def member(self, tokens: list[_Token], index: int) -> tuple[_Member, int]:
@@ -329,11 +336,13 @@ class _Parser:
                 raise CompileError(
                     "object keys must be written in the template: a value can't name a member", key.line
                 )
-            raise CompileError("expected a member name (a JSON string)", key.line, "invalid-json")
+            raise CompileError("expected a member name (a JSON string)", key.line, ErrorCode.INVALID_JSON)
         if index + 1 >= len(tokens) or tokens[index + 1].value != ":" or tokens[index + 1].kind != "punct":
-            raise CompileError(f"expected ':' after the member name {key.value!r}", key.line, "invalid-json")
+            raise CompileError(
+                f"expected ':' after the member name {key.value!r}", key.line, ErrorCode.INVALID_JSON
+            )
         if index + 2 >= len(tokens):
-            raise CompileError(f"the member {key.value!r} has no value", key.line, "invalid-json")
+            raise CompileError(f"the member {key.value!r} has no value", key.line, ErrorCode.INVALID_JSON)
         value, index = self.value(tokens, index + 2)
         return _Member(key.value, value, key.line), index
 
@@ -373,12 +382,14 @@ def _matching(tokens: list[_Token], index: int, closer: str) -> int:
             depth -= 1
             if depth == 0:
                 if token.value != closer:
-                    raise CompileError(f"{opener!r} closed by {token.value!r}", token.line, "invalid-json")
+                    raise CompileError(
+                        f"{opener!r} closed by {token.value!r}", token.line, ErrorCode.INVALID_JSON
+                    )
                 return position
     raise CompileError(
         f"{opener!r} is not closed (a container must open and close in the same block)",
         tokens[index].line,
-        "invalid-json",
+        ErrorCode.INVALID_JSON,
     )
 
 

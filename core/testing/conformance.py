@@ -37,7 +37,7 @@ from typing import Any, ClassVar, NoReturn
 from jinja2 import nodes
 
 from fhirpipes.dispatch import Dispatcher, Outcome
-from fhirpipes.errors import FhirpipesError, InvalidResourceError, RecordError, RenderError
+from fhirpipes.errors import ErrorCode, FhirpipesError, InvalidResourceError, RecordError, RenderError
 from fhirpipes.hookspecs import hookimpl
 from fhirpipes.logs import LOGGER_NAME, JsonFormatter
 from fhirpipes.mapper import Mapper
@@ -58,11 +58,25 @@ HOSTILE_STRINGS: tuple[str, ...] = (
 """Strings that break naive templates: JSON and Jinja syntax, HTML, bidi and astral unicode."""
 
 REFUSAL_CODES = frozenset(
-    {"conversion-failed", "invalid-resource", "invalid-code", "missing-value", "wrong-resource-type"}
+    {
+        ErrorCode.CONVERSION_FAILED,
+        ErrorCode.INVALID_RESOURCE,
+        ErrorCode.INVALID_CODE,
+        ErrorCode.MISSING_VALUE,
+        ErrorCode.WRONG_RESOURCE_TYPE,
+    }
 )
 """Record-error codes that mean "the value was refused": acceptable answers to a hostile value."""
 
-BROKEN_CODES = frozenset({"invalid-json", "not-json", "not-an-object", "unsafe-template", "template-syntax"})
+BROKEN_CODES = frozenset(
+    {
+        ErrorCode.INVALID_JSON,
+        ErrorCode.NOT_JSON,
+        ErrorCode.NOT_AN_OBJECT,
+        ErrorCode.UNSAFE_TEMPLATE,
+        ErrorCode.TEMPLATE_SYNTAX,
+    }
+)
 """Record-error codes that mean the template itself broke (half-rendered JSON and the like)."""
 
 _DICT_METHODS = frozenset(name for name in dir(dict) if not name.startswith("_"))
