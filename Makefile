@@ -30,7 +30,9 @@ lint: setup-test
 test: lint
 	$(BIN)/python -m pytest
 
+# Figures on a shared machine: only the ratios within one run mean anything (see README "Performance").
 bench: setup-test
 	$(BIN)/python bench/bench_mapping.py
+	$(BIN)/python bench/bench_response.py
 	$(BIN)/python bench/bench_cold_start.py
 	$(BIN)/python bench/bench_memory.py
