@@ -15,7 +15,6 @@ Pipes can't take partial failures from an enrichment: raising fails and retries 
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -29,6 +28,7 @@ from fhirpipes.mapper import Mapper
 from fhirpipes.plugins import Registry
 from fhirpipes.records import StreamRecord, identify, parse_record, records_of
 from fhirpipes.resource import base_context, finish, resource_id, resource_value
+from fhirpipes.response import response_size
 from fhirpipes.settings import Settings
 
 ENVELOPE_VERSION = "1.0"
@@ -61,7 +61,7 @@ class Dispatcher:
             counts[outcome.status] += 1
             if outcome.event is not None:
                 out.append(outcome.event)
-        self._check_size(out)
+        out = self._fit(out)
         logger.info("batch mapped", extra={"fhirpipes": {"records": len(records), **counts}})
         return out
 
@@ -193,25 +193,56 @@ class Dispatcher:
             "failed", envelope(mapper, exc.event_id, "ERROR", error=exc.to_dict(), record=raw), exc
         )
 
-    def _check_size(self, events: list[dict[str, Any]]) -> None:
+    def _fit(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The response, within the Pipe's limit and encodable by the runtime.
+
+        Error events carry their whole record (about 1.35x its size). When the response would be
+        over the limit, or the runtime couldn't encode a record (a lone surrogate on python3.12+,
+        nesting beyond its encoder's depth), error events shed their records, keeping where they
+        came from and the error, and say so (``recordOmitted``), so the batch still goes through.
+        """
         limit = self.settings.max_response_bytes
-        size = response_size(events)
+        try:
+            size = response_size(events)
+        except (TypeError, ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
+            size, reason = None, "encoding"
+        else:
+            if size <= limit:
+                return events
+            reason = "size"
+        shed = [_without_record(event, reason) for event in events]
+        omitted = sum(1 for event in shed if event["details"].get("recordOmitted"))
+        try:
+            size = response_size(shed)
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise BatchError(f"the runtime could not encode the response ({type(exc).__name__})") from None
         if size > limit:
             raise BatchError(
-                f"the enrichment response would be {size} bytes, over the Pipe's limit of {limit}: "
-                f"lower the Pipe's batch size (this batch had {len(events)} events)"
+                f"the enrichment response would be {size} bytes, over the Pipe's limit of {limit}, even with "
+                f"error events' records left out: lower the Pipe's batch size "
+                f"(this batch had {len(events)} {'event' if len(events) == 1 else 'events'})"
             )
+        logger.warning(
+            "error events left out their records so that the response fits",
+            extra={"fhirpipes": {"reason": reason, "recordsOmitted": omitted, "responseBytes": size}},
+        )
+        return shed
 
 
-def response_size(events: list[dict[str, Any]]) -> int:
-    """The size in bytes of the response as the Lambda runtime will send it (compact JSON)."""
-    import orjson  # ~10x faster than json here, and the size check runs on every batch
-
-    try:
-        return len(orjson.dumps(events, default=str))
-    except orjson.JSONEncodeError:
-        # e.g. an integer beyond 64 bits in a malformed record: json can size it
-        return len(json.dumps(events, separators=(",", ":"), default=str).encode())
+def _without_record(event: dict[str, Any], reason: str) -> dict[str, Any]:
+    """An error event without its record body: where the record came from, and the error, stay."""
+    details = event["details"]
+    if details.get("command") != "ERROR" or details.get("record") is None:
+        return event
+    raw = details["record"]
+    _, table, sequence = identify(raw)
+    arn = raw.get("eventSourceARN") if isinstance(raw, Mapping) else None
+    source = {
+        "table": table,
+        "sequenceNumber": sequence,
+        "eventSourceARN": arn if isinstance(arn, str) else None,
+    }
+    return {**event, "details": {**details, "record": None, "recordOmitted": reason, "recordSource": source}}
 
 
 def envelope(mapper: Mapper | None, event_id: str | None, command: str, **details: Any) -> dict[str, Any]:

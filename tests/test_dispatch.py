@@ -254,6 +254,34 @@ def test_a_response_over_the_pipes_limit_says_lower_the_batch_size() -> None:
         dispatcher(max_response_bytes=2000).map_batch([make_record("Patients", ORIGINAL_ITEM)] * 5)
 
 
+def test_error_events_shed_their_records_so_that_a_poison_batch_still_fits(log_lines: io.StringIO) -> None:
+    poison = {**ORIGINAL_ITEM, "gender": "banana", "note": "x" * 3000}
+    batch = [make_record("Patients", poison) for _ in range(5)]
+    events = dispatcher(max_response_bytes=8000).map_batch(batch)
+    assert [event["details"]["command"] for event in events] == ["ERROR"] * 5
+    for event, record in zip(events, batch, strict=True):
+        details = event["details"]
+        assert details["record"] is None and details["recordOmitted"] == "size"
+        assert details["recordSource"] == {
+            "table": "Patients",
+            "sequenceNumber": record["dynamodb"]["SequenceNumber"],
+            "eventSourceARN": record["eventSourceARN"],
+        }
+        assert event["eventID"] == record["eventID"] and details["error"]["code"] == "conversion-failed"
+    assert '"recordsOmitted": 5' in log_lines.getvalue()
+    # Under the limit, error events keep their records.
+    [event] = dispatcher().map_batch(batch[:1])
+    assert event["details"]["record"] == batch[0]
+
+
+def test_a_record_the_runtime_could_not_encode_is_shed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_EXECUTION_ENV", "AWS_Lambda_python3.12")  # writes UTF-8: a lone surrogate fails
+    record = make_record("Patients", {**ORIGINAL_ITEM, "gender": "\ud800"})
+    [event] = dispatcher().map_batch([record])
+    assert event["details"]["recordOmitted"] == "encoding"
+    assert event["details"]["error"]["code"] == "conversion-failed"
+
+
 def test_a_modify_without_new_image_is_malformed() -> None:
     record = make_record("Patients", None, None, keys={"id": "abc"}, event_name="MODIFY")
     [event] = dispatcher().map_batch([record])
