@@ -244,8 +244,8 @@ def build_template(mappers: Iterable[Mapper], options: TemplateOptions | None = 
             "Default": RESERVED_CONCURRENCY_PER_TABLE * len(pipes),
             "MinValue": -1,
             "Description": "Concurrent executions reserved for the shared function (a Pipe runs one per "
-            "open stream shard; throttled batches are retried, then dead-lettered). -1: no reservation "
-            "(an account whose limit leaves nothing to reserve). Never 0: that stops the function.",
+            "open stream shard; the Pipe retries a throttled batch). -1: no reservation (an account "
+            "whose limit leaves nothing to reserve). Never 0: that stops the function.",
         },
         "AlarmTopicArn": {
             "Type": "String",

@@ -435,6 +435,9 @@ def copy_tracked_files(folder: Path, copy: Path) -> int:
     except FileNotFoundError as exc:
         raise DeployError(f"git is not installed: it says which files of {folder} to package") from exc
     if done.returncode != 0:
+        reason = (done.stderr.decode(errors="replace").strip().splitlines() or ["git failed"])[0]
+        if "not a git repository" not in reason:
+            raise DeployError(f"git could not list the files of {folder}: {reason.removeprefix('fatal: ')}")
         raise DeployError(
             f"{folder} is not in a git work tree, so nothing says which of its files to ship: "
             "commit it to git, or build a wheel of it (pip wheel) and install that"
