@@ -14,9 +14,22 @@ $(BIN)/python:
 setup-demo: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[local]"
 
+# checkov (the tests scan the generated templates with it) pins older boto3, botocore, networkx and
+# packaging than ours, so it gets a venv of its own, inside ours (ignored by git, ruff and mypy alike);
+# the tests find it there. The stamp names the version: changing CHECKOV reinstalls it.
+CHECKOV_VERSION ?= 3.3.30
+CHECKOV_VENV := $(VENV)/checkov
+
+$(CHECKOV_VENV)/installed-$(CHECKOV_VERSION): | $(BIN)/python
+	rm -rf $(CHECKOV_VENV)
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet "checkov==$(CHECKOV_VERSION)"
+	touch $@
+
 # editable_mode=strict: mypy sees the real package layout, and a subpackage missing from
 # pyproject's list fails here as it would in a wheel.
-setup-test: $(BIN)/python
+setup-test: $(BIN)/python $(CHECKOV_VENV)/installed-$(CHECKOV_VERSION)
 	$(BIN)/python -m pip install --quiet -e ".[test]" --config-settings editable_mode=strict
 
 demo: setup-demo

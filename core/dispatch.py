@@ -203,13 +203,11 @@ class Dispatcher:
         """
         limit = self.settings.max_response_bytes
         try:
-            size = response_size(events)
-        except (TypeError, ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
-            size, reason = None, "encoding"
-        else:
-            if size <= limit:
+            if response_size(events) <= limit:
                 return events
             reason = "size"
+        except (TypeError, ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
+            reason = "encoding"
         shed = [_without_record(event, reason) for event in events]
         omitted = sum(1 for event in shed if event["details"].get("recordOmitted"))
         try:

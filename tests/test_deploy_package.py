@@ -28,6 +28,8 @@ from fhirpipes.plugins import load_registry
 from fhirpipes.settings import Settings
 from fhirpipes.testing.stream import make_batch
 
+REAL_WHEEL_OF = packaging._wheel_of  # before `same_sources` swaps it for the module
+REPO = Path(__file__).resolve().parent.parent
 ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}[
     platform.machine().lower()
 ]
@@ -135,12 +137,88 @@ def test_records_list_exactly_what_ships(tmp_path: Path) -> None:
     (cache / "__init__.cpython-311.pyc").write_bytes(b"")
     packaging._rewrite_records(tmp_path)
     rows = list(csv.reader((tmp_path / "pkg-1.0.dist-info" / "RECORD").read_text().splitlines()))
+    digest = base64.urlsafe_b64encode(hashlib.sha256(b"x = 1\n").digest()).rstrip(b"=").decode()
     assert rows == [
         ["pkg-1.0.dist-info/METADATA", "", ""],
         ["pkg-1.0.dist-info/RECORD", "", ""],
-        ["pkg/__init__.py", "sha256=x", "6"],
+        ["pkg/__init__.py", f"sha256={digest}", "6"],  # recomputed: the made-up "sha256=x" was wrong
         ["pkg/__pycache__/__init__.cpython-311.pyc", "", ""],
     ]
+
+
+def test_what_the_handler_never_imports_is_left_out_with_its_entry_points(tmp_path: Path) -> None:
+    _dist(
+        tmp_path,
+        "fhirpipes",
+        ["click>=8.1", "pluggy"],
+        {"fhirpipes/__init__.py": "", "fhirpipes/cli.py": "", "fhirpipes/handler.py": "",
+         "fhirpipes/testing/__init__.py": "", "fhirpipes/testing/fixtures.py": "",
+         "fhirpipes/pipes/__init__.py": "", "fhirpipes/pipesfoo.py": ""},
+    )  # fmt: skip
+    info = tmp_path / "fhirpipes-1.0.dist-info"
+    (info / "entry_points.txt").write_text(
+        "[console_scripts]\nfhirpipes = fhirpipes.cli:main\n\n"
+        "[fhirpipes]\npatient = fhirpipes_patient\n\n"
+        "[pytest11]\nfhirpipes = fhirpipes.testing.fixtures\n\n"
+        "[other]\nkept = fhirpipes.pipesfoo:x\n"
+    )
+    _dist(tmp_path, "click", [], {"click/__init__.py": ""})
+    _dist(tmp_path, "pluggy", [], {"pluggy/__init__.py": ""})
+    _dist(tmp_path, "tool", ["click"], {"tool/__init__.py": ""})
+
+    assert packaging._remove_runtime_provided(tmp_path, {"fhirpipes"}) == ["click", "tool"]
+    packaging._leave_out(tmp_path)
+
+    left = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.py"))
+    assert left == [
+        "fhirpipes/__init__.py",
+        "fhirpipes/handler.py",
+        "fhirpipes/pipesfoo.py",
+        "pluggy/__init__.py",
+    ]
+    assert (info / "entry_points.txt").read_text() == (
+        "[fhirpipes]\npatient = fhirpipes_patient\n\n[other]\nkept = fhirpipes.pipesfoo:x\n"
+    )
+    # Another distribution that needs click keeps it: only fhirpipes' own edge is cut.
+    _dist(tmp_path, "click", [], {"click/__init__.py": ""})
+    _dist(tmp_path, "tool", ["click"], {"tool/__init__.py": ""})
+    assert packaging._remove_runtime_provided(tmp_path, {"fhirpipes", "tool"}) == []
+
+
+def _git(folder: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-C", str(folder), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+        check=True,
+        capture_output=True,
+    )
+
+
+def test_a_local_source_is_copied_as_git_tracks_it(tmp_path: Path) -> None:
+    project = tmp_path / "monorepo" / "plugin"
+    for path in ("pyproject.toml", "pkg/__init__.py", "pkg/samples.json", "pkg/gone.json"):
+        (project / path).parent.mkdir(parents=True, exist_ok=True)
+        (project / path).write_text(path)
+    (project.parent / "other.txt").write_text("not this plugin's")
+    _git(project.parent, "init", "-q")
+    _git(project.parent, "add", ".")
+    _git(project.parent, "commit", "-qm", "x")
+    (project / "pkg" / "phi-export.json").write_text('{"mrn": "12345"}')  # untracked
+    (project / "pkg" / "gone.json").unlink()  # deleted in the work tree, not yet in git
+    (project / "pkg" / "samples.json").write_text("edited")  # tracked: shipped as it is now
+
+    copy = tmp_path / "copy"
+    assert packaging.copy_tracked_files(project, copy) == 3
+    files = {p.relative_to(copy).as_posix(): p.read_text() for p in copy.rglob("*") if p.is_file()}
+    assert files == {
+        "pyproject.toml": "pyproject.toml",
+        "pkg/__init__.py": "pkg/__init__.py",
+        "pkg/samples.json": "edited",
+    }
+
+    outside = tmp_path / "loose"
+    outside.mkdir()
+    with pytest.raises(DeployError, match="not in a git work tree"):
+        packaging.copy_tracked_files(outside, tmp_path / "copy2")
 
 
 def test_the_zip_does_not_depend_on_file_times_or_permissions_or_order(tmp_path: Path) -> None:
@@ -218,6 +296,10 @@ json.dump({
     "r5": r5,
     "fhirpipes": sys.modules["fhirpipes"].__file__,
     "aws_sdk": sorted(m for m in sys.modules if m.split(".")[0] in ("boto3", "botocore")),
+    "left_out_imported": sorted(
+        m for m in sys.modules
+        if m.split(".")[0] == "click" or m.startswith(tuple(sys.argv[3].split(",")))
+    ),
     "site": "site" in sys.modules,
 }, sys.stdout)
 """
@@ -243,7 +325,7 @@ def test_the_unpacked_package_maps_a_batch_as_lambda_would_run_it(
     if any(m.table == "Practitioners" for m in load_registry().mappers):
         assert "Practitioners" in tables
     done = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", LAMBDA_LIKE, str(unpacked), built.handler],
+        [sys.executable, "-I", "-S", "-c", LAMBDA_LIKE, str(unpacked), built.handler, LEFT_OUT_MODULES],
         input=json.dumps(batch),
         capture_output=True,
         text=True,
@@ -255,6 +337,7 @@ def test_the_unpacked_package_maps_a_batch_as_lambda_would_run_it(
     seen = json.loads(done.stdout)
     assert Path(seen["fhirpipes"]).is_relative_to(unpacked)  # not this checkout
     assert seen["aws_sdk"] == [] and seen["site"] is False and seen["r5"] is False
+    assert seen["left_out_imported"] == []
     result = seen["result"]
     assert len(result) == len(batch)
     assert {event["details"]["command"] for event in result} == {"PUT"}
@@ -264,6 +347,71 @@ def test_the_unpacked_package_maps_a_batch_as_lambda_would_run_it(
     assert result == json.loads(
         json.dumps(Dispatcher(load_registry(), Settings.from_env({})).map_batch(batch))
     )
+
+
+LEFT_OUT_MODULES = ",".join(path.removesuffix(".py").replace("/", ".") for path in packaging.LEFT_OUT)
+
+
+@pytest.mark.slow
+def test_the_package_leaves_out_what_the_handler_never_imports(built: PackageResult, unpacked: Path) -> None:
+    for path in packaging.LEFT_OUT:
+        assert not (unpacked / path).exists(), path
+    assert {"fhirpipes/handler.py", "pydantic/main.py", "annotated_types/__init__.py"} <= {
+        p.relative_to(unpacked).as_posix() for p in unpacked.rglob("*.py")
+    }
+    assert not (unpacked / "click").exists()
+    assert "click" not in {name.lower() for name, _ in built.distributions}
+    assert not list(unpacked.glob("click-*.dist-info"))
+    entry_points = (unpacked / "fhirpipes-0.1.0.dist-info" / "entry_points.txt").read_text()
+    assert "fhirpipes.cli" not in entry_points and "fhirpipes.testing" not in entry_points
+    assert "[console_scripts]" not in entry_points and "[pytest11]" not in entry_points
+    # Nothing a plugin would need at run time went with them: the handler's own modules are there.
+    for module in (
+        "dispatch",
+        "engine/__init__",
+        "engine/runtime",
+        "records",
+        "plugins",
+        "mapper",
+        "metrics",
+        "settings",
+    ):
+        assert (unpacked / "fhirpipes" / f"{module}.py").is_file(), module
+
+
+@pytest.mark.slow
+def test_an_untracked_file_of_the_checkout_never_reaches_the_zip(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The issue's case exactly: an untracked plugins/patient/phi-export.json beside the plugin."""
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode != 0:
+        pytest.skip("the tests don't run from a git checkout")
+    checkout = tmp_path / "checkout"
+    subprocess.run(["git", "clone", "-q", "--no-checkout", str(REPO), str(checkout)], check=True)
+    subprocess.run(["git", "-C", str(checkout), "checkout", "-q", head.stdout.strip()], check=True)
+    export = checkout / "plugins" / "patient" / "phi-export.json"
+    export.write_text(json.dumps([{"mrn": "MRN-0042", "name": "Jane Roe"}]))
+    # It matches the package data globs: a copy of the work tree would ship it.
+    assert (checkout / "plugins" / "patient" / "samples.json").is_file()
+
+    real_source_of = packaging._source_of
+
+    def from_the_checkout(dist: importlib.metadata.Distribution) -> packaging.Source:
+        source = real_source_of(dist)
+        if source.name != "fhirpipes":
+            return source
+        return packaging.Source(source.name, source.version, "", local=str(checkout))
+
+    monkeypatch.setattr(packaging, "_source_of", from_the_checkout)
+    monkeypatch.setattr(packaging, "_wheel_of", REAL_WHEEL_OF)
+    result = build_package(tmp_path / "dist", python=PYTHON, arch=ARCH)
+    with zipfile.ZipFile(result.path) as archive:
+        names = set(archive.namelist())
+        shipped = b"".join(archive.read(name) for name in names if name.startswith("fhirpipes_patient/"))
+    assert "fhirpipes_patient/samples.json" in names  # the tracked package data ships
+    assert not any("phi-export" in name for name in names)
+    assert b"MRN-0042" not in shipped
 
 
 @pytest.mark.slow

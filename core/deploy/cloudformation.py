@@ -2,9 +2,15 @@
 
 What it declares (YAML, intrinsic functions in their long form so plain YAML tools read it):
 
+* ``DataKey``: where PHI lands (the target log groups and queues, the dead-letter queues, the
+  event bus, the Pipes, the function's environment and log group) is encrypted with one
+  customer managed KMS key: ``DataKmsKeyArn`` if given, else a key the stack creates (rotated,
+  retained with the stack's data). One key, not one per table: the event bus, the function and
+  its environment are shared by every table, and one key policy is one thing to audit.
 * ``EnrichmentFunction``: the shared Lambda (code from the ``CodeS3Bucket``/``CodeS3Key``
-  parameters, handler ``fhirpipes.handler.handler``), its log group with a retention, and a
-  role that may only write to that log group.
+  parameters, handler ``fhirpipes.handler.handler``, ``ReservedConcurrency``), its log group
+  with a retention, and a role that may only write to that log group (and decrypt its
+  environment).
 * Per source table: a ``<Table>StreamArn`` parameter (checked to be *that* table's stream: the
   dispatcher routes records by the table in the ARN) and an optional ``<Table>KmsKeyArn``; an
   ``AWS::Pipes::Pipe`` with the mappers' declared filters, batch size, batching window and
@@ -12,10 +18,12 @@ What it declares (YAML, intrinsic functions in their long form so plain YAML too
   stream records as they are), a target, and a retry policy that keeps a poison batch from
   blocking the shard for the stream's 24 hours (retries, a maximum record age, bisecting the
   batch, then a dead-letter queue that receives the batch's *location*, never its records).
-* Per Pipe, a role that may read only its own stream (``dynamodb:ListStreams`` alone needs
-  ``Resource: "*"``: it has no resource-level permissions), decrypt with the table's key when
-  one is given, invoke only the shared function, and send only to its target and its
-  dead-letter queue.
+* Per Pipe, a role that only that Pipe may assume (``aws:SourceAccount`` and ``aws:SourceArn``),
+  that may read only its own stream (``dynamodb:ListStreams`` alone needs ``Resource: "*"``: it
+  has no resource-level permissions), decrypt with the table's key when one is given, use the
+  data key, invoke only the shared function, and send only to its target and its dead-letter queue.
+* Per table, alarms on the function's ``RecordsFailed`` metric (`fhirpipes.metrics`) and on
+  messages in the dead-letter queue, notifying ``AlarmTopicArn`` when one is given.
 
 Several mappers on one table (single-table designs, each with a `match`) share one Pipe: a
 shard is best read by at most two consumers, and ``FHIRPIPES_PIPE_NAMES`` maps a table to one
@@ -31,6 +39,7 @@ import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from fhirpipes import metrics
 from fhirpipes.deploy import DeployError
 from fhirpipes.deploy.package import ARCHITECTURES, HANDLER, PYTHON_VERSIONS
 from fhirpipes.mapper import Mapper
@@ -39,11 +48,37 @@ TARGETS: tuple[str, ...] = ("logs", "sqs", "eventbridge")
 LOG_RETENTION_DAYS: tuple[int, ...] = (
     1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
 )  # fmt: skip
+DETAIL_TYPE_PATH = "$.eventType"
+"""The eventbridge target's detail-type: a Pipes dynamic path to each event's ``eventType``."""
 MAX_FILTERS = 5
 MAX_PATTERN_LENGTH = 4096
 MAX_PIPE_NAME = 64
 ON_ERROR = ("emit", "raise", "drop")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+RESERVED_CONCURRENCY_PER_TABLE = 10
+"""The default reservation per table: a Pipe invokes the function once per open stream shard."""
+ALARM_PERIOD_SECONDS = 300
+_KMS_KEY_ARN = r"arn:aws[a-z\-]*:kms:[a-z0-9\-]+:[0-9]{12}:key/[A-Za-z0-9\-]+"
+_DATA_KEY = {"Fn::If": ["CreateDataKey", {"Fn::GetAtt": ["DataKey", "Arn"]}, {"Ref": "DataKmsKeyArn"}]}
+"""The ARN of the key that encrypts the data: the one given, or the one the stack creates."""
+
+CHECKOV_SKIPS: dict[str, tuple[tuple[str, str], ...]] = {
+    "AWS::Lambda::Function": (
+        (
+            "CKV_AWS_116",
+            "A dead-letter queue only receives failed asynchronous invocations; a Pipe invokes the "
+            "enrichment synchronously and dead-letters failed batches in its own queue.",
+        ),
+        (
+            "CKV_AWS_117",
+            "The function calls no network service (it maps the records it is given), so a VPC would "
+            "add ENIs and cold-start time and protect nothing.",
+        ),
+    ),
+}
+"""Checkov checks that don't apply, by resource type, with the reason; written into each such
+resource's ``Metadata`` so that any checkov run on the template skips them and says why."""
+
 _ENV_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _RESERVED_ENV = ("FHIRPIPES_PIPE_NAMES", "FHIRPIPES_ON_ERROR", "FHIRPIPES_LOG_LEVEL", "FHIRPIPES_PLUGINS")
 
@@ -196,8 +231,34 @@ def build_template(mappers: Iterable[Mapper], options: TemplateOptions | None = 
             "AllowedValues": list(LOG_RETENTION_DAYS),
             "Description": "Retention of the function's and the Pipes' log groups.",
         },
+        "DataKmsKeyArn": {
+            "Type": "String",
+            "Default": "",
+            "AllowedPattern": f"({_KMS_KEY_ARN})?",
+            "Description": "Customer managed KMS key (ARN) for everything that holds records or FHIR "
+            "resources; empty: the stack creates one. Its policy must let CloudWatch Logs (and, with the "
+            "eventbridge target, EventBridge) use it; see the README.",
+        },
+        "ReservedConcurrency": {
+            "Type": "Number",
+            "Default": RESERVED_CONCURRENCY_PER_TABLE * len(pipes),
+            "MinValue": -1,
+            "Description": "Concurrent executions reserved for the shared function (a Pipe runs one per "
+            "open stream shard; the Pipe retries a throttled batch). -1: no reservation (an account "
+            "whose limit leaves nothing to reserve). Never 0: that stops the function.",
+        },
+        "AlarmTopicArn": {
+            "Type": "String",
+            "Default": "",
+            "AllowedPattern": r"(arn:aws[a-z\-]*:sns:[a-z0-9\-]+:[0-9]{12}:[A-Za-z0-9_\-]+)?",
+            "Description": "SNS topic the alarms notify (failed records, dead-lettered batches); empty: none.",
+        },
     }
-    conditions: dict[str, Any] = {}
+    conditions: dict[str, Any] = {
+        "CreateDataKey": {"Fn::Equals": [{"Ref": "DataKmsKeyArn"}, ""]},
+        "ReserveConcurrency": {"Fn::Not": [{"Fn::Equals": [{"Ref": "ReservedConcurrency"}, -1]}]},
+        "HasAlarmTopic": {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmTopicArn"}, ""]}]},
+    }
     resources: dict[str, Any] = {}
     outputs: dict[str, Any] = {}
 
@@ -213,19 +274,16 @@ def build_template(mappers: Iterable[Mapper], options: TemplateOptions | None = 
         parameters[f"{pipe.logical}KmsKeyArn"] = {
             "Type": "String",
             "Default": "",
-            "AllowedPattern": r"(arn:aws[a-z\-]*:kms:[a-z0-9\-]+:[0-9]{12}:key/[A-Za-z0-9\-]+)?",
+            "AllowedPattern": f"({_KMS_KEY_ARN})?",
             "Description": f"ARN of the customer managed KMS key of the {pipe.table} table, if it has one.",
         }
         conditions[f"{pipe.logical}HasKmsKey"] = {
             "Fn::Not": [{"Fn::Equals": [{"Ref": f"{pipe.logical}KmsKeyArn"}, ""]}]
         }
 
-    resources["EnrichmentLogGroup"] = {
-        "Type": "AWS::Logs::LogGroup",
-        "DeletionPolicy": "Retain",
-        "UpdateReplacePolicy": "Retain",
-        "Properties": {"RetentionInDays": {"Ref": "LogRetentionInDays"}},
-    }
+    resources["DataKey"] = _data_key(options)
+    outputs["DataKeyArn"] = {"Value": _DATA_KEY}
+    resources["EnrichmentLogGroup"] = _log_group()
     resources["EnrichmentRole"] = {
         "Type": "AWS::IAM::Role",
         "Properties": {
@@ -240,7 +298,9 @@ def build_template(mappers: Iterable[Mapper], options: TemplateOptions | None = 
                                 "WriteOwnLogs",
                                 ["logs:CreateLogStream", "logs:PutLogEvents"],
                                 {"Fn::GetAtt": ["EnrichmentLogGroup", "Arn"]},
-                            )
+                            ),
+                            # Lambda decrypts the environment (the data key encrypts it) as this role.
+                            _allow("DecryptEnvironment", ["kms:Decrypt"], _DATA_KEY),
                         ]
                     ),
                 }
@@ -273,6 +333,10 @@ def build_template(mappers: Iterable[Mapper], options: TemplateOptions | None = 
             "Role": {"Fn::GetAtt": ["EnrichmentRole", "Arn"]},
             "LoggingConfig": {"LogGroup": {"Ref": "EnrichmentLogGroup"}},
             "Environment": {"Variables": environment},
+            "KmsKeyArn": _DATA_KEY,
+            "ReservedConcurrentExecutions": {
+                "Fn::If": ["ReserveConcurrency", {"Ref": "ReservedConcurrency"}, {"Ref": "AWS::NoValue"}]
+            },
         },
     }
     outputs["EnrichmentFunctionArn"] = {"Value": {"Fn::GetAtt": ["EnrichmentFunction", "Arn"]}}
@@ -281,12 +345,18 @@ def build_template(mappers: Iterable[Mapper], options: TemplateOptions | None = 
     if options.target == "eventbridge":
         resources["TargetEventBus"] = {
             "Type": "AWS::Events::EventBus",
-            "Properties": {"Name": {"Fn::Sub": "${PipeNamePrefix}-fhir"}},
+            "Properties": {"Name": {"Fn::Sub": "${PipeNamePrefix}-fhir"}, "KmsKeyIdentifier": _DATA_KEY},
         }
         outputs["TargetEventBusArn"] = {"Value": {"Fn::GetAtt": ["TargetEventBus", "Arn"]}}
 
     for pipe in pipes:
         resources.update(_pipe_resources(pipe, options, outputs))
+        resources.update(_alarms(pipe, outputs))
+
+    for resource in resources.values():
+        skips = CHECKOV_SKIPS.get(resource["Type"])
+        if skips:
+            resource["Metadata"] = {"checkov": {"skip": [{"id": i, "comment": why} for i, why in skips]}}
 
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
@@ -304,31 +374,20 @@ def _pipe_resources(pipe: TablePipe, options: TemplateOptions, outputs: dict[str
     stream = {"Ref": f"{pipe.logical}StreamArn"}
     dlq = f"{pipe.logical}DeadLetterQueue"
     resources: dict[str, Any] = {
-        dlq: {
-            "Type": "AWS::SQS::Queue",
-            "Properties": {"MessageRetentionPeriod": 1209600, "SqsManagedSseEnabled": True},
-        }
+        dlq: _queue(),
     }
     target_arn: Any
     target_parameters: dict[str, Any] | None = None
     if options.target == "logs":
         group = f"{pipe.logical}TargetLogGroup"
-        resources[group] = {
-            "Type": "AWS::Logs::LogGroup",
-            "DeletionPolicy": "Retain",
-            "UpdateReplacePolicy": "Retain",
-            "Properties": {"RetentionInDays": {"Ref": "LogRetentionInDays"}},
-        }
+        resources[group] = _log_group()
         target_arn = {"Fn::GetAtt": [group, "Arn"]}
         target_statement = _allow("SendToTarget", ["logs:CreateLogStream", "logs:PutLogEvents"], target_arn)
         target_parameters = {"CloudWatchLogsParameters": {"LogStreamName": name}}
         outputs[f"{pipe.logical}TargetLogGroupName"] = {"Value": {"Ref": group}}
     elif options.target == "sqs":
         queue = f"{pipe.logical}TargetQueue"
-        resources[queue] = {
-            "Type": "AWS::SQS::Queue",
-            "Properties": {"MessageRetentionPeriod": 1209600, "SqsManagedSseEnabled": True},
-        }
+        resources[queue] = _queue()
         target_arn = {"Fn::GetAtt": [queue, "Arn"]}
         target_statement = _allow("SendToTarget", ["sqs:SendMessage"], target_arn)
         outputs[f"{pipe.logical}TargetQueueUrl"] = {"Value": {"Ref": queue}}
@@ -339,7 +398,9 @@ def _pipe_resources(pipe: TablePipe, options: TemplateOptions, outputs: dict[str
         target_parameters = {
             "EventBridgeEventBusParameters": {
                 "Source": single.envelope_source if single else f"fhirpipes.{pipe.table}",
-                "DetailType": f"{single.resource_type}Change" if single else "FhirResourceChange",
+                # A dynamic path: each event's own type, so error events (which carry the whole
+                # record) go out as <ResourceType>MappingFailed, never as a change rules forward.
+                "DetailType": DETAIL_TYPE_PATH,
             }
         }
     statements = [
@@ -357,6 +418,8 @@ def _pipe_resources(pipe: TablePipe, options: TemplateOptions, outputs: dict[str
                 {"Ref": "AWS::NoValue"},
             ]
         },
+        # The Pipe (KmsKeyIdentifier), its queues and the bus: Pipes uses the key as this role.
+        _allow("UseDataKey", ["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"], _DATA_KEY),
         _allow("InvokeEnrichment", ["lambda:InvokeFunction"], {"Fn::GetAtt": ["EnrichmentFunction", "Arn"]}),
         target_statement,
         _allow("SendToDeadLetterQueue", ["sqs:SendMessage"], {"Fn::GetAtt": [dlq, "Arn"]}),
@@ -365,7 +428,7 @@ def _pipe_resources(pipe: TablePipe, options: TemplateOptions, outputs: dict[str
         "Type": "AWS::IAM::Role",
         "Properties": {
             "Description": f"fhirpipes Pipe of {pipe.table}: its stream, the enrichment, its target and DLQ.",
-            "AssumeRolePolicyDocument": _assume("pipes.amazonaws.com"),
+            "AssumeRolePolicyDocument": _assume("pipes.amazonaws.com", pipe_name=name),
             "Policies": [{"PolicyName": "pipe", "PolicyDocument": _policy(statements)}],
         },
     }
@@ -391,6 +454,7 @@ def _pipe_resources(pipe: TablePipe, options: TemplateOptions, outputs: dict[str
         # The shared function takes the records as the stream gives them: no EnrichmentParameters.
         "Enrichment": {"Fn::GetAtt": ["EnrichmentFunction", "Arn"]},
         "Target": target_arn,
+        "KmsKeyIdentifier": _DATA_KEY,
     }
     if target_parameters:
         properties["TargetParameters"] = target_parameters
@@ -400,15 +464,148 @@ def _pipe_resources(pipe: TablePipe, options: TemplateOptions, outputs: dict[str
     return resources
 
 
-def _assume(service: str) -> dict[str, Any]:
+def _alarms(pipe: TablePipe, outputs: dict[str, Any]) -> dict[str, Any]:
+    """The table's alarms: records the function failed to map, and batches the Pipe dead-lettered."""
+    actions = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
+    common = {
+        "Statistic": "Sum",
+        "Period": ALARM_PERIOD_SECONDS,
+        "EvaluationPeriods": 1,
+        "Threshold": 0,
+        "ComparisonOperator": "GreaterThanThreshold",
+        "TreatMissingData": "notBreaching",
+        "AlarmActions": actions,
+    }
+    failed, dead = f"{pipe.logical}FailedRecordsAlarm", f"{pipe.logical}DeadLetterAlarm"
+    outputs[f"{failed}Name"] = {"Value": {"Ref": failed}}
+    outputs[f"{dead}Name"] = {"Value": {"Ref": dead}}
+    return {
+        failed: {
+            "Type": "AWS::CloudWatch::Alarm",
+            "Properties": {
+                "AlarmDescription": f"fhirpipes: records of table {pipe.table} failed to map (error events, "
+                "or failed batches with OnError=raise); the function's log says which and why.",
+                "Namespace": metrics.NAMESPACE,
+                "MetricName": metrics.RECORDS_FAILED,
+                "Dimensions": [{"Name": metrics.TABLE_DIMENSION, "Value": pipe.table}],
+                **common,
+            },
+        },
+        dead: {
+            "Type": "AWS::CloudWatch::Alarm",
+            "Properties": {
+                "AlarmDescription": f"fhirpipes: the Pipe of table {pipe.table} dead-lettered a batch "
+                "(its records were not delivered; the message says where they are in the stream).",
+                "Namespace": "AWS/SQS",
+                "MetricName": "ApproximateNumberOfMessagesVisible",
+                "Dimensions": [
+                    {
+                        "Name": "QueueName",
+                        "Value": {"Fn::GetAtt": [f"{pipe.logical}DeadLetterQueue", "QueueName"]},
+                    }
+                ],
+                **{**common, "Statistic": "Maximum"},
+            },
+        },
+    }
+
+
+def _data_key(options: TemplateOptions) -> dict[str, Any]:
+    """The key the stack creates when no ``DataKmsKeyArn`` is given, with the policy its users need."""
+    statements: list[Any] = [
+        {
+            # The account's IAM policies decide who uses the key (the roles of this stack do).
+            "Sid": "AccountAdministersTheKey",
+            "Effect": "Allow",
+            "Principal": {"AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}},
+            "Action": "kms:*",
+            "Resource": "*",
+        },
+        {
+            # CloudWatch Logs encrypts the log groups with it, for this account's log groups only.
+            "Sid": "CloudWatchLogsEncrypts",
+            "Effect": "Allow",
+            "Principal": {"Service": {"Fn::Sub": "logs.${AWS::Region}.amazonaws.com"}},
+            "Action": [
+                "kms:Decrypt*",
+                "kms:Describe*",
+                "kms:Encrypt*",
+                "kms:GenerateDataKey*",
+                "kms:ReEncrypt*",
+            ],
+            "Resource": "*",
+            "Condition": {
+                "ArnLike": {
+                    "kms:EncryptionContext:aws:logs:arn": {
+                        "Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:*"
+                    }
+                }
+            },
+        },
+    ]
+    if options.target == "eventbridge":
+        statements.append(
+            {
+                "Sid": "EventBridgeEncryptsTheBus",
+                "Effect": "Allow",
+                "Principal": {"Service": "events.amazonaws.com"},
+                "Action": ["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"],
+                "Resource": "*",
+                "Condition": {
+                    "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}},
+                    "ArnEquals": {
+                        "aws:SourceArn": {
+                            "Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}"
+                            ":event-bus/${PipeNamePrefix}-fhir"
+                        }
+                    },
+                },
+            }
+        )
+    return {
+        "Type": "AWS::KMS::Key",
+        "Condition": "CreateDataKey",
+        # Retained log groups stay encrypted with it: deleting the key would make them unreadable.
+        "DeletionPolicy": "Retain",
+        "UpdateReplacePolicy": "Retain",
+        "Properties": {
+            "Description": {"Fn::Sub": "fhirpipes ${AWS::StackName}: records and FHIR resources (PHI)"},
+            "EnableKeyRotation": True,
+            "KeyPolicy": _policy(statements),
+        },
+    }
+
+
+def _log_group() -> dict[str, Any]:
+    return {
+        "Type": "AWS::Logs::LogGroup",
+        "DeletionPolicy": "Retain",
+        "UpdateReplacePolicy": "Retain",
+        "Properties": {"RetentionInDays": {"Ref": "LogRetentionInDays"}, "KmsKeyId": _DATA_KEY},
+    }
+
+
+def _queue() -> dict[str, Any]:
+    return {
+        "Type": "AWS::SQS::Queue",
+        "Properties": {"MessageRetentionPeriod": 1209600, "KmsMasterKeyId": _DATA_KEY},
+    }
+
+
+def _assume(service: str, pipe_name: Any = None) -> dict[str, Any]:
     statement: dict[str, Any] = {
         "Effect": "Allow",
         "Principal": {"Service": service},
         "Action": "sts:AssumeRole",
     }
-    if service == "pipes.amazonaws.com":
-        # Confused-deputy protection: only Pipes of this account may assume the role.
-        statement["Condition"] = {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+    if pipe_name is not None:
+        # Confused-deputy protection: only this Pipe, of this account, may assume the role. Its
+        # ARN is spelled out (a reference to the Pipe would be circular: the Pipe needs the role).
+        arn = "arn:${AWS::Partition}:pipes:${AWS::Region}:${AWS::AccountId}:pipe/" + pipe_name["Fn::Sub"]
+        statement["Condition"] = {
+            "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}},
+            "ArnEquals": {"aws:SourceArn": {"Fn::Sub": arn}},
+        }
     return {"Version": "2012-10-17", "Statement": [statement]}
 
 

@@ -8,12 +8,18 @@ What goes in, and why:
   --python-version X.Y --only-binary=:all:`` (plus ``manylinux_2_28`` on the Amazon Linux 2023
   runtimes, 3.12 and later). Versions are pinned to the ones installed here (what you tested is
   what you ship). A distribution installed from a folder (editable or not) or a VCS is built
-  into a wheel first (``pip wheel --no-deps``, from a copy of the folder so stale ``build/``
-  files can't leak in and the working tree isn't written to).
+  into a wheel first (``pip wheel --no-deps``), from a copy of *the files git tracks* in that
+  folder: an untracked export, a stale ``build/`` or a local ``.env`` never reaches the zip,
+  and the work tree isn't written to. A folder outside git is refused (build a wheel of it and
+  install that instead).
 * Not boto3, botocore, s3transfer, jmespath (the runtime has them), nor what only they need.
+* Not what the handler never imports (`LEFT_OUT`: fhirpipes' command line, local Pipe, deploy
+  and plugin authors' kit, and so click; pydantic's 1.x API; test data), and no entry point
+  that names a module left out.
 * The ``*.dist-info`` metadata stays: the handler finds its plugins through entry points.
   Each ``RECORD`` is rewritten to list exactly the files shipped (dropped files out, the
-  compiled ``.pyc`` in, without a hash as pip does), so the metadata stays consistent.
+  compiled ``.pyc`` in, without a hash as pip does; hashes of edited files recomputed), so the
+  metadata stays consistent.
 * ``fhir.resources`` keeps only the FHIR versions asked for (default: the ones the registered
   mappers declare): R5 is its top-level modules, R4B and STU3 its subpackages.
 * Bytecode compiled for the target Python (``UNCHECKED_HASH`` pycs: they don't depend on file
@@ -27,6 +33,7 @@ another, and a JSON comment (python, arch, handler) that ``fhirpipes template --
 
 from __future__ import annotations
 
+import base64
 import csv
 import dataclasses
 import hashlib
@@ -67,11 +74,22 @@ CORE_DISTRIBUTION = "fhirpipes"
 
 Log = Callable[[str], None]
 
-_SOURCE_IGNORE = shutil.ignore_patterns(
-    ".git", ".hg", ".venv", "venv", ".tox", ".nox", "build", "dist", "*.egg-info", "__pycache__",
-    ".mypy_cache", ".ruff_cache", ".pytest_cache", ".hypothesis", ".benchmarks", "node_modules",
-    ".fhirpipes",
-)  # fmt: skip
+LEFT_OUT: dict[str, str] = {
+    "fhirpipes/__main__.py": "python -m fhirpipes, the command line",
+    "fhirpipes/cli.py": "the command line",
+    "fhirpipes/deploy": "fhirpipes package and template",
+    "fhirpipes/exports.py": "lazy re-exports of fhirpipes.pipes and fhirpipes.testing",
+    "fhirpipes/pipes": "the local Pipe runner (fhirpipes run, demo)",
+    "fhirpipes/scaffold": "fhirpipes new, the plugin project generator",
+    "fhirpipes/testing": "the plugin authors' kit (pytest fixtures, conformance suite)",
+    "annotated_types/test_cases.py": "annotated-types' own test data",
+    "pydantic/mypy.py": "pydantic's mypy plugin",
+    "pydantic/v1": "pydantic's 1.x API, which nothing shipped imports",
+}
+"""Paths in the package the handler never imports, and what they are; removed before compiling."""
+DEPENDENCIES_LEFT_OUT: dict[str, frozenset[str]] = {"fhirpipes": frozenset({"click"})}
+"""Dependencies not followed: fhirpipes needs click only for its command line (left out). Another
+distribution that depends on click still gets it."""
 
 _COMPILE = """\
 import compileall, py_compile, sys
@@ -215,14 +233,17 @@ def build_package(
         roots = {_normalize(source.name) for source in sources}
         removed = _remove_runtime_provided(stage, roots)
         if removed:
-            say(f"left out (the Lambda runtime has them): {', '.join(removed)}")
+            say(
+                f"left out (the Lambda runtime has them, or only what is left out needs them): {', '.join(removed)}"
+            )
         _tidy(stage)
         _prune_fhir(stage, keep)
+        _leave_out(stage)
         interpreter = find_interpreter(python)
         if interpreter:
             say(f"compiling bytecode with {interpreter}")
             warnings.extend(_compile(stage, interpreter))
-            say(f"compiling templates: {_compile_templates(stage, interpreter)} cached")
+            say(f"compiling templates: {precompile_templates(stage, interpreter)} cached")
         else:
             warnings.append(
                 f"no Python {python} interpreter here: shipping sources only, so every cold start "
@@ -385,14 +406,58 @@ def _wheel_of(source: Source, work: Path, say: Log) -> str:
     wheels.mkdir(parents=True)
     if Path(location).is_dir():
         copy = work / "sources" / _normalize(source.name)
-        shutil.copytree(location, copy, ignore=_SOURCE_IGNORE, symlinks=True)
+        count = copy_tracked_files(Path(location), copy)
         location = str(copy)
-    say(f"building a wheel of {source.name} {source.version} from {source.local}")
+        say(
+            f"building a wheel of {source.name} {source.version} from the {count} files git tracks in {source.local}"
+        )
+    else:
+        say(f"building a wheel of {source.name} {source.version} from {source.local}")
     _pip(["wheel", "--no-deps", "--wheel-dir", str(wheels), location], what=f"building {source.name}")
     built = sorted(wheels.glob("*.whl"))
     if len(built) != 1:
         raise DeployError(f"building {source.name} gave {len(built)} wheels, expected one")
     return str(built[0])
+
+
+def copy_tracked_files(folder: Path, copy: Path) -> int:
+    """Copy the files git tracks under ``folder`` (as they are in the work tree) to ``copy``; their count.
+
+    `DeployError` if ``folder`` is not in a git work tree: then nothing says which of its files
+    are the project and which are strays (an export, a secret, a stale build).
+    """
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(folder), "ls-files", "-z", "--cached", "--recurse-submodules", "--", "."],
+            capture_output=True,
+            check=False,
+        )
+    except FileNotFoundError as exc:
+        raise DeployError(f"git is not installed: it says which files of {folder} to package") from exc
+    if done.returncode != 0:
+        reason = (done.stderr.decode(errors="replace").strip().splitlines() or ["git failed"])[0]
+        if "not a git repository" not in reason:
+            raise DeployError(f"git could not list the files of {folder}: {reason.removeprefix('fatal: ')}")
+        raise DeployError(
+            f"{folder} is not in a git work tree, so nothing says which of its files to ship: "
+            "commit it to git, or build a wheel of it (pip wheel) and install that"
+        )
+    count = 0
+    for raw in done.stdout.split(b"\0"):
+        if not raw:
+            continue
+        relative = Path(os.fsdecode(raw))
+        source = folder / relative
+        if not source.is_symlink() and not source.is_file():
+            continue  # deleted in the work tree (or a submodule's folder entry)
+        target = copy / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_symlink():
+            target.symlink_to(os.readlink(source))
+        else:
+            shutil.copy2(source, target)
+        count += 1
+    return count
 
 
 def _pip_install(
@@ -477,7 +542,8 @@ def _remove_runtime_provided(stage: Path, roots: set[str]) -> list[str]:
         if name in reachable or name in excluded:
             continue
         reachable.add(name)
-        pending.extend(dep for dep in _requires(infos[name]) if dep in infos)
+        not_followed = DEPENDENCIES_LEFT_OUT.get(name, frozenset())
+        pending.extend(dep for dep in _requires(infos[name]) if dep in infos and dep not in not_followed)
     removed = sorted(name for name in infos if name not in reachable)
     for name in removed:
         _remove_distribution(stage, infos[name])
@@ -500,6 +566,41 @@ def _tidy(stage: Path) -> None:
         direct_url.unlink()  # names a temporary wheel path: neither useful nor reproducible
     for cache in sorted(stage.rglob("__pycache__"), reverse=True):
         shutil.rmtree(cache, ignore_errors=True)
+
+
+def _leave_out(stage: Path) -> None:
+    """Remove `LEFT_OUT`, and the entry points (console scripts, pytest plugins) that name it."""
+    for path in LEFT_OUT:
+        target = stage / path
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.is_file():
+            target.unlink()
+    gone = tuple(path.removesuffix(".py").replace("/", ".") for path in LEFT_OUT)
+    for entry_points in sorted(stage.glob("*.dist-info/entry_points.txt")):
+        kept: list[str] = []
+        for line in entry_points.read_text(encoding="utf-8").splitlines():
+            module = line.partition("=")[2].strip().partition(":")[0].strip()
+            if "=" in line and any(module == g or module.startswith(f"{g}.") for g in gone):
+                continue
+            kept.append(line)
+        # Drop the sections left empty: "[group]" followed by nothing but blank lines.
+        text, sections = [], _sections(kept)
+        for header, body in sections:
+            if header is None or any(line.strip() for line in body):
+                text.extend(([header] if header is not None else []) + body)
+        entry_points.write_text("\n".join(text).strip() + "\n", encoding="utf-8")
+    _remove_empty_dirs(stage)
+
+
+def _sections(lines: list[str]) -> list[tuple[str | None, list[str]]]:
+    sections: list[tuple[str | None, list[str]]] = [(None, [])]
+    for line in lines:
+        if line.startswith("["):
+            sections.append((line, []))
+        else:
+            sections[-1][1].append(line)
+    return sections
 
 
 def _prune_fhir(stage: Path, keep: Iterable[str]) -> None:
@@ -558,8 +659,13 @@ def _compile(stage: Path, interpreter: str) -> list[str]:
     return [f"{len(failed)} module(s) don't compile for this Python and ship as source only"]
 
 
-def _compile_templates(stage: Path, interpreter: str) -> int:
-    """Fill the templates' caches in the stage (`fhirpipes.engine.cache`), as Lambda will load them."""
+def precompile_templates(stage: Path, interpreter: str) -> int:
+    """Fill the templates' caches in the stage (`fhirpipes.engine.cache`), as Lambda will load them;
+    return how many templates were cached.
+
+    The package step's one contact with the template engine (with `CACHE_DIR`, which
+    `_rewrite_records` lists).
+    """
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]); "
         "from fhirpipes.engine import SHARED_TEMPLATES, precompile; "
@@ -595,6 +701,9 @@ def _rewrite_records(stage: Path) -> None:
         for path, digest, size in _record_rows(info):
             if ".." in Path(path).parts or not (stage / path).is_file():
                 continue
+            if digest:  # recomputed: a file we edited (entry_points.txt) must still match its row
+                data = (stage / path).read_bytes()
+                digest, size = _digest(data), str(len(data))
             rows[path] = (path, digest, size)
             if path.endswith(".py"):
                 module = Path(path)
@@ -610,6 +719,11 @@ def _rewrite_records(stage: Path) -> None:
         out = io.StringIO()
         csv.writer(out, lineterminator="\n").writerows(rows[key] for key in sorted(rows))
         (info / "RECORD").write_text(out.getvalue(), encoding="utf-8")
+
+
+def _digest(data: bytes) -> str:
+    """A RECORD hash, as pip writes it: ``sha256=`` and the urlsafe base64 digest, unpadded."""
+    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
 
 
 # --- the zip -------------------------------------------------------------------------------------
