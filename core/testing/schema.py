@@ -13,8 +13,10 @@ No R4B or R5 schema is in the registries: an R4B mapper's output is checked agai
 base resources it kept, and those it renamed or added are missing from the R4 schema, which then
 reports them as unknown). R5 outputs are not checked.
 
-The schema's patterns are ECMA-262 regular expressions anchored with ``^...$``; Python's ``$`` also
-matches before a final newline, so ``$`` is read as ``\\Z`` here, as ECMA-262 reads it.
+The schema's patterns are ECMA-262 regular expressions, and they are read that way here, not as
+Python's: ``$`` does not match before a final newline (``\\Z``), and ``\\s`` is ECMA-262's white space
+(which has U+FEFF and lacks U+001C-U+001F and U+0085, unlike Python's). So ``^[ \\r\\n\\t\\S]+$``, the
+schema's ``string``, refuses U+00A0, U+2028 and the other Unicode spaces, as a JavaScript validator does.
 """
 
 from __future__ import annotations
@@ -96,11 +98,40 @@ def _validator(path: str, resource_type: str) -> Any:
     return validator_class(root)
 
 
+_ECMA_SPACE = "\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+"""ECMA-262's WhiteSpace and LineTerminator, what its ``\\s`` matches."""
+
+
 @functools.cache
 def _compiled(pattern: str) -> re.Pattern[str]:
-    if pattern.endswith("$") and not pattern.endswith("\\$"):
-        pattern = pattern[:-1] + r"\Z"
-    return re.compile(pattern)
+    """``pattern`` (ECMA-262) as a Python regular expression; `ValueError` for a form not translated."""
+    # The one class of the schema that holds \S beside other characters: the string type's.
+    pattern = pattern.replace("[ \\r\\n\\t\\S]", f"(?:[ \\r\\n\\t]|[^{_ECMA_SPACE}])")
+    out, in_class, index = [], False, 0
+    while index < len(pattern):
+        char = pattern[index]
+        pair = pattern[index : index + 2]
+        if pair in ("\\s", "\\S"):
+            if in_class and pair == "\\S":
+                raise ValueError(f"pattern {pattern!r}: \\S inside a class is not translated")
+            negate = "^" if pair[1] == "S" else ""
+            out.append(_ECMA_SPACE if in_class else f"[{negate}{_ECMA_SPACE}]")
+            index += 2
+            continue
+        if char == "\\":
+            out.append(pair)
+            index += 2
+            continue
+        if char == "[" and not in_class:
+            in_class = True
+        elif char == "]" and in_class:
+            in_class = False
+        out.append(char)
+        index += 1
+    translated = "".join(out)
+    if translated.endswith("$") and not translated.endswith("\\$"):
+        translated = translated[:-1] + r"\Z"
+    return re.compile(translated)
 
 
 def _ecma_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[Any]:
