@@ -65,6 +65,25 @@ def test_the_validator_is_not_a_rubber_stamp() -> None:
     assert not any("banana" in error for error in errors)  # rules and paths, not values
 
 
+@pytest.mark.parametrize(
+    ("family", "ok"),
+    [
+        ("Ann Lee", True),
+        ("tab\tand\r\nnewlines", True),
+        ("next line \x85 and unit separator \x1f", True),  # Python's \s has them, ECMA-262's hasn't
+        ("no-break\u00a0space", False),
+        ("zero width no-break\ufeff", False),  # ECMA-262's \s has it, Python's hasn't
+        ("ideographic\u3000space", False),
+    ],
+)
+def test_patterns_are_read_as_ecma_262(family: str, ok: bool) -> None:
+    errors = schema_errors({"resourceType": "Patient", "name": [{"family": family}]})
+    string = r"^[ \r\n\t\S]+$"  # the schema's string pattern
+    assert errors == ([] if ok else [f"name[0].family: does not match {string!r}"])
+    # $ is the end of the text, not "before a final newline": a code can't end with one.
+    assert schema_errors({"resourceType": "Patient", "gender": "male\n"}) != []
+
+
 def mapped(table: str, items: list[dict[str, Any]]) -> list[dict[str, Any] | None]:
     """The entity each item maps to through the Lambda handler (None for an error event)."""
     events = handler(make_batch(table, items))
