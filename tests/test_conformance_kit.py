@@ -113,45 +113,6 @@ def test_a_sound_mapper_passes_every_check(pytester: pytest.Pytester, json_schem
     result.assert_outcomes(passed=14, skipped=2)
 
 
-def test_the_schema_check_skips_without_the_schema(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("FHIRPIPES_FHIR_SCHEMA", str(pytester.path / "nowhere.json"))
-    write_plugin(pytester, "no_schema")
-    result = pytester.runpytest(*INNER, "-q", "-rs", "-k", "json_schema")
-    result.assert_outcomes(skipped=1)
-    result.stdout.fnmatch_lines(["*fhir.schema.json not found*"])
-
-
-def test_catches_an_observation_status_outside_its_required_value_set(pytester: pytest.Pytester) -> None:
-    # A third-party resource type: the bindings are generated for every one, not only the built-ins'.
-    template = """\
-{"resourceType": "Observation", "id": {{ keys.id }}, "status": {{ new.status }}, "code": {"text": "weight"}}
-"""
-    write_plugin(
-        pytester,
-        "banana",
-        template=template,
-        samples='[{"id": "o-1", "status": "banana"}]',
-        class_body='mapper = MAPPER.__class__(**{**MAPPER.__dict__, "resource_type": "Observation"})',
-    )
-    result = run(pytester, "required_bindings")
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(
-        ["*sample 0 writes a code outside a required value set*path=Observation.status*"]
-    )
-    assert "banana" not in result.stdout.str().split("sample 0 writes", 1)[1].split("\n", 1)[0]
-
-
-def test_catches_what_only_the_json_schema_refuses(pytester: pytest.Pytester, json_schema: str) -> None:
-    # fhir.resources allows ids of up to 255 characters; FHIR (and its JSON Schema) 64.
-    template = GOOD_TEMPLATE.replace('"id": {{ keys.id }}', '"id": {{ keys.id ~ "-" ~ "x" * 70 }}')
-    write_plugin(pytester, "long_ids", template=template)
-    result = run(pytester, "json_schema or samples_map")
-    result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines(["*sample 0 fails the FHIR JSON Schema: id: does not match*"])
-
-
 def test_catches_half_rendered_json_under_hostile_strings(pytester: pytest.Pytester) -> None:
     template = GOOD_TEMPLATE.replace(
         '"id": {{ keys.id }},', '"id": {{ keys.id }},{% if "{" in new.lastName %} oops{% endif %}'
@@ -397,3 +358,42 @@ def test_conformance_command_refuses_unknown_plugins() -> None:
     result = CliRunner().invoke(main, ["conformance", "no-such-plugin"])
     assert result.exit_code != 0
     assert "not installed in the 'fhirpipes' entry-point group: no-such-plugin" in result.output
+
+
+def test_the_schema_check_skips_without_the_schema(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FHIRPIPES_FHIR_SCHEMA", str(pytester.path / "nowhere.json"))
+    write_plugin(pytester, "no_schema")
+    result = pytester.runpytest(*INNER, "-q", "-rs", "-k", "json_schema")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*fhir.schema.json not found*"])
+
+
+def test_catches_an_observation_status_outside_its_required_value_set(pytester: pytest.Pytester) -> None:
+    # A third-party resource type: the bindings are generated for every one, not only the built-ins'.
+    template = """\
+{"resourceType": "Observation", "id": {{ keys.id }}, "status": {{ new.status }}, "code": {"text": "weight"}}
+"""
+    write_plugin(
+        pytester,
+        "banana",
+        template=template,
+        samples='[{"id": "o-1", "status": "banana"}]',
+        class_body='mapper = MAPPER.__class__(**{**MAPPER.__dict__, "resource_type": "Observation"})',
+    )
+    result = run(pytester, "required_bindings")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["*sample 0 writes a code outside a required value set*path=Observation.status*"]
+    )
+    assert "banana" not in result.stdout.str().split("sample 0 writes", 1)[1].split("\n", 1)[0]
+
+
+def test_catches_what_only_the_json_schema_refuses(pytester: pytest.Pytester, json_schema: str) -> None:
+    # fhir.resources allows ids of up to 255 characters; FHIR (and its JSON Schema) 64.
+    template = GOOD_TEMPLATE.replace('"id": {{ keys.id }}', '"id": {{ keys.id ~ "-" ~ "x" * 70 }}')
+    write_plugin(pytester, "long_ids", template=template)
+    result = run(pytester, "json_schema or samples_map")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*sample 0 fails the FHIR JSON Schema: id: does not match*"])
