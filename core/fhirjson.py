@@ -5,8 +5,9 @@ it so: element order, ``resourceType`` first, primitive extensions, decimals as 
 fhir.resources writes them), at a fraction of the cost: fhir.resources serialises through a
 Python wrap-serializer per element, which is 43% of a naive mapper's time.
 
-fhir.resources does not check required value-set bindings (it accepts gender "banana"), so
-the walk also checks those of the resources we ship (`REQUIRED_CODES`).
+fhir.resources does not check required value-set bindings (it accepts gender "banana"), so the walk
+also checks every required binding of the classes it walks, as generated from the official FHIR
+definitions (`fhirpipes.bindings`, loaded per model module on first use).
 """
 
 from __future__ import annotations
@@ -21,40 +22,20 @@ from fhir_core.fhirabstractmodel import FHIRAbstractModel
 from fhir_core.utils import is_primitive_type
 from pydantic_core import to_jsonable_python
 
-GENDER = frozenset({"male", "female", "other", "unknown"})
+from fhirpipes.bindings import Allowed, required_bindings
 
-REQUIRED_CODES: dict[str, dict[str, frozenset[str]]] = {
-    "Patient": {"gender": GENDER},
-    "Practitioner": {"gender": GENDER},
-    "RelatedPerson": {"gender": GENDER},
-    "Person": {"gender": GENDER},
-    "PatientContact": {"gender": GENDER},
-    "HumanName": {"use": frozenset({"usual", "official", "temp", "nickname", "anonymous", "old", "maiden"})},
-    "ContactPoint": {
-        "system": frozenset({"phone", "fax", "email", "pager", "url", "sms", "other"}),
-        "use": frozenset({"home", "work", "temp", "old", "mobile"}),
-    },
-    "Address": {
-        "use": frozenset({"home", "work", "temp", "old", "billing"}),
-        "type": frozenset({"postal", "physical", "both"}),
-    },
-    "Identifier": {"use": frozenset({"usual", "official", "temp", "secondary", "old"})},
-}
-"""Required bindings by model class name: element -> allowed codes."""
-
-
-_Element = tuple[str, str, bool, "tuple[str, str] | None"]
-"""(JSON key, model field, is primitive, (extension field, its JSON key) or None)."""
+_Element = tuple[str, str, bool, "tuple[str, str] | None", "Allowed | None"]
+"""(JSON key, model field, is primitive, (extension field, its JSON key) or None, required binding)."""
 
 
 class ValueSetError(ValueError):
     """A coded element holds a code outside its required value set; ``path`` is the FHIR path."""
 
-    def __init__(self, path: list[str], element: str, allowed: frozenset[str]) -> None:
+    def __init__(self, path: list[str], element: str, allowed: Allowed) -> None:
         self.segments = path
         self.element = element
         self.allowed = allowed
-        super().__init__(f"not a code of the required value set ({', '.join(sorted(allowed))})")
+        super().__init__(f"not a code of the required value set ({_describe(allowed)})")
 
     @property
     def path(self) -> str:
@@ -62,42 +43,42 @@ class ValueSetError(ValueError):
 
 
 @functools.cache
-def _plan(cls: type[FHIRAbstractModel]) -> tuple[bool, tuple[_Element, ...], dict[str, frozenset[str]]]:
-    """Per model class: is it a resource, its elements in FHIR order, and its required bindings."""
+def _plan(cls: type[FHIRAbstractModel]) -> tuple[bool, tuple[_Element, ...]]:
+    """Per model class: is it a resource, and its elements in FHIR order with their required bindings."""
     fields = cls.model_fields
     aliases = cls.get_alias_mapping()
-    elements = []
+    bindings = required_bindings(cls)
+    elements: list[_Element] = []
     for element in cls.elements_sequence():
         field = aliases[element]
         info = fields[field]
         ext_field = f"{field}__ext"
         extension = (ext_field, fields[ext_field].alias or ext_field) if ext_field in fields else None
-        elements.append((info.alias or field, field, is_primitive_type(info), extension))
-    bindings = REQUIRED_CODES.get(cls.__name__, {})
-    return cls.has_resource_base(), tuple(elements), bindings
+        key = info.alias or field
+        elements.append((key, field, is_primitive_type(info), extension, bindings.get(key)))
+    return cls.has_resource_base(), tuple(elements)
 
 
 def to_json_value(model: FHIRAbstractModel) -> dict[str, Any]:
     """The JSON value fhir.resources would write for ``model``; raises `ValueSetError`."""
-    is_resource, elements, bindings = _plan(type(model))
+    is_resource, elements = _plan(type(model))
     values = model.__dict__
     out: dict[str, Any] = {}
     if is_resource:
         out["resourceType"] = model.__resource_type__
-    for key, field, primitive, extension_field in elements:
+    for key, field, primitive, extension_field, allowed in elements:
         value = values.get(field)
         if value is not None:
             if primitive:
                 value = _primitive(value)
-                allowed = bindings.get(key)
-                if allowed is not None and value not in allowed:
-                    raise ValueSetError([f".{key}"], key, allowed)
             else:
                 try:
                     value = _complex(value)
                 except ValueSetError as exc:
                     exc.segments.insert(0, f".{key}")
                     raise
+            if allowed is not None:
+                _check(key, value, allowed)
             if not (isinstance(value, list) and not value):
                 out[key] = value
         if extension_field is not None:
@@ -112,6 +93,32 @@ def to_json_value(model: FHIRAbstractModel) -> dict[str, Any]:
     if comments is not None:
         out["fhir_comments"] = comments
     return out
+
+
+def _check(key: str, value: Any, allowed: Allowed) -> None:
+    """Raise `ValueSetError` unless ``value`` (a code, Coding or CodeableConcept, or a list) is allowed."""
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            if not _allows(allowed, item):
+                raise ValueSetError([f".{key}", f"[{index}]"], key, allowed)
+    elif not _allows(allowed, value):
+        raise ValueSetError([f".{key}"], key, allowed)
+
+
+def _allows(allowed: Allowed, value: Any) -> bool:
+    if isinstance(allowed, frozenset):
+        return value in allowed
+    # A Coding must be one of the value set's; a CodeableConcept must carry at least one such Coding.
+    codings = [value] if "code" in value and "coding" not in value else value.get("coding", [])
+    return any(coding.get("code") in allowed.get(coding.get("system"), ()) for coding in codings)
+
+
+def _describe(allowed: Allowed) -> str:
+    codes = (
+        sorted(allowed) if isinstance(allowed, frozenset) else sorted(c for v in allowed.values() for c in v)
+    )
+    systems = "" if isinstance(allowed, frozenset) else f" of {', '.join(sorted(allowed))}"
+    return ", ".join(codes) + systems if len(codes) <= 12 else f"{len(codes)} codes{systems}"
 
 
 def _complex(value: Any) -> Any:

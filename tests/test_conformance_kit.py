@@ -16,6 +16,7 @@ from fhirpipes.mapper import Mapper, PipeSpec
 from fhirpipes.resource import model_class
 from fhirpipes.testing import MapperConformanceTests, run_checks
 from fhirpipes.testing.conformance import template_reads
+from fhirpipes.testing.schema import schema_path
 
 pytest_plugins = ["pytester"]
 
@@ -95,11 +96,21 @@ def run(pytester: pytest.Pytester, check: str) -> pytest.RunResult:
     return pytester.runpytest(*INNER, "-k", check, "-q")
 
 
-def test_a_sound_mapper_passes_every_check(pytester: pytest.Pytester) -> None:
+@pytest.fixture
+def json_schema(monkeypatch: pytest.MonkeyPatch) -> str:
+    """The FHIR JSON Schema for the inner runs (their working directory is pytester's)."""
+    path = schema_path("R4B")
+    if path is None:
+        pytest.skip("fhir.schema.json is not installed: run `make defs`")
+    monkeypatch.setenv("FHIRPIPES_FHIR_SCHEMA", str(path))
+    return str(path)
+
+
+def test_a_sound_mapper_passes_every_check(pytester: pytest.Pytester, json_schema: str) -> None:
     write_plugin(pytester, "sound")
     result = pytester.runpytest(*INNER, "-q", "-rs")
     # Skipped: the entry point (published = False) and soft delete (it deletes).
-    result.assert_outcomes(passed=12, skipped=2)
+    result.assert_outcomes(passed=14, skipped=2)
 
 
 def test_a_template_that_would_half_render_json_is_refused_when_it_compiles(
@@ -350,3 +361,42 @@ def test_conformance_command_refuses_unknown_plugins() -> None:
     result = CliRunner().invoke(main, ["conformance", "no-such-plugin"])
     assert result.exit_code != 0
     assert "not installed in the 'fhirpipes' entry-point group: no-such-plugin" in result.output
+
+
+def test_the_schema_check_skips_without_the_schema(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FHIRPIPES_FHIR_SCHEMA", str(pytester.path / "nowhere.json"))
+    write_plugin(pytester, "no_schema")
+    result = pytester.runpytest(*INNER, "-q", "-rs", "-k", "json_schema")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*fhir.schema.json not found*"])
+
+
+def test_catches_an_observation_status_outside_its_required_value_set(pytester: pytest.Pytester) -> None:
+    # A third-party resource type: the bindings are generated for every one, not only the built-ins'.
+    template = """\
+{"resourceType": "Observation", "id": {{ keys.id }}, "status": {{ new.status }}, "code": {"text": "weight"}}
+"""
+    write_plugin(
+        pytester,
+        "banana",
+        template=template,
+        samples='[{"id": "o-1", "status": "banana"}]',
+        class_body='mapper = MAPPER.__class__(**{**MAPPER.__dict__, "resource_type": "Observation"})',
+    )
+    result = run(pytester, "required_bindings")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["*sample 0 writes a code outside a required value set*path=Observation.status*"]
+    )
+    assert "banana" not in result.stdout.str().split("sample 0 writes", 1)[1].split("\n", 1)[0]
+
+
+def test_catches_what_only_the_json_schema_refuses(pytester: pytest.Pytester, json_schema: str) -> None:
+    # fhir.resources allows ids of up to 255 characters; FHIR (and its JSON Schema) 64.
+    template = GOOD_TEMPLATE.replace('"id": {{ keys.id }}', '"id": {{ keys.id ~ "-" ~ "x" * 70 }}')
+    write_plugin(pytester, "long_ids", template=template)
+    result = run(pytester, "json_schema or samples_map")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*sample 0 fails the FHIR JSON Schema: id: does not match*"])

@@ -337,6 +337,43 @@ class MapperConformanceTests:
             assert again == entity, f"sample {index}: the output changes when validated again"
             assert json.loads(json.dumps(entity)) == entity, f"sample {index}: the output is not plain JSON"
 
+    def test_samples_hold_required_bindings(self) -> None:
+        """Every coded element of every sample's output is in its required value set (any resource type).
+
+        The bindings are FHIR's own, generated from the official definitions (`fhirpipes.bindings`).
+        """
+        from fhirpipes.resource import validate
+
+        mapper = self.get_mapper()
+        for index, item in enumerate(self.get_samples()):
+            result = self.map_item(item)
+            assert result.error is None or result.error.code != "invalid-code", (
+                f"sample {index} writes a code outside a required value set: {result.describe()}"
+            )
+            entity = result.entity
+            assert entity is not None, f"sample {index}: {result.describe()}"
+            try:
+                validate(mapper, copy.deepcopy(entity))
+            except InvalidResourceError as exc:
+                raise AssertionError(f"sample {index}: {exc} at {exc.path}") from None
+
+    def test_samples_pass_the_fhir_json_schema(self) -> None:
+        """Every sample's output passes HL7's FHIR JSON Schema, a validator independent of fhir.resources.
+
+        R4 schema (R4B mappers are checked against it; R5 has none in the registries): skipped when
+        it or `jsonschema` is not installed (see `fhirpipes.testing.schema`).
+        """
+        from fhirpipes.testing.schema import schema_errors, unavailable_reason
+
+        mapper = self.get_mapper()
+        reason = unavailable_reason(mapper.fhir_version)
+        if reason is not None:
+            self.skip(reason)
+        for index, item in enumerate(self.get_samples()):
+            entity = self.mapped_entity(item, f"sample {index}")
+            errors = schema_errors(entity, mapper.fhir_version)
+            assert not errors, f"sample {index} fails the FHIR JSON Schema: {'; '.join(errors[:5])}"
+
     def test_mapping_is_deterministic(self) -> None:
         """The same item gives the same resource and id, whatever the attribute order."""
         for index, item in enumerate(self.get_samples()):
