@@ -1,8 +1,8 @@
 """Decode DynamoDB AttributeValue JSON (the images of a stream record) into Python values.
 
-The result equals boto3's ``TypeDeserializer`` on every input (a differential test keeps it so),
-but this module imports nothing from boto3/botocore: that import alone costs a Lambda about
-115 ms of cold start. Numbers are `decimal.Decimal` built in DynamoDB's own decimal context, so
+The result equals boto3's ``TypeDeserializer`` on every image DynamoDB can store (a differential
+test keeps it so), but this module imports nothing from boto3/botocore: that import alone costs
+a Lambda about 115 ms of cold start. Numbers are `decimal.Decimal` built in DynamoDB's own decimal context, so
 they are lossless and never pass through float. Binary values arrive base64-encoded in the JSON
 a Pipe sends and decode to ``bytes`` (boto3 wraps them in ``Binary``, which compares equal).
 
