@@ -112,6 +112,13 @@ def test_records_of_accepts_the_three_shapes_and_refuses_the_rest() -> None:
 def test_any_input_is_a_record_or_a_malformed_record(raw: Any) -> None:
     assert len(identify(raw)) == 3
     try:
+        assert isinstance(records_of(raw), list)
+    except BatchError:  # only for what is not a batch: neither a list nor an object, or bad Records
+        if isinstance(raw, dict):
+            assert "Records" in raw and "dynamodb" not in raw and not isinstance(raw["Records"], list)
+        else:
+            assert not isinstance(raw, list)
+    try:
         record = parse_record(raw)
     except MalformedRecordError as exc:
         assert exc.code == "malformed-record"
