@@ -1,16 +1,21 @@
 """Decode DynamoDB AttributeValue JSON (the images of a stream record) into Python values.
 
-The result equals boto3's ``TypeDeserializer`` on every input (a differential test keeps it so),
-but this module imports nothing from boto3/botocore: that import alone costs a Lambda about
-115 ms of cold start. Numbers are `decimal.Decimal` built in DynamoDB's own decimal context, so
+The result equals boto3's ``TypeDeserializer`` on every image DynamoDB can store (a differential
+test keeps it so), but this module imports nothing from boto3/botocore: that import alone costs
+a Lambda about 115 ms of cold start. Numbers are `decimal.Decimal` built in DynamoDB's own decimal context, so
 they are lossless and never pass through float. Binary values arrive base64-encoded in the JSON
 a Pipe sends and decode to ``bytes`` (boto3 wraps them in ``Binary``, which compares equal).
+
+Anything else is an `AttributeValueError` that says where and why, never what: its path names
+top-level attributes (the table's schema) and, below them, positions only (``<key 0>`` for the
+first key of a map, ``[2]`` for the third item of a list), because the keys of a nested map are
+often data (``{"MRN-0042": ...}``). Nesting deeper than DynamoDB itself stores (`MAX_LEVELS`) is
+refused too, so no image, however hostile, makes the decoder recurse without bound.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 from collections.abc import Callable, Mapping
 from decimal import Clamped, Context, Decimal, Inexact, Overflow, Rounded, Underflow
 from typing import Any
@@ -21,9 +26,17 @@ DYNAMODB_CONTEXT = Context(
     Emin=-128, Emax=126, prec=38, traps=[Clamped, Overflow, Inexact, Rounded, Underflow]
 )
 
+MAX_LEVELS = 32
+"""DynamoDB's limit on nesting: "nested attributes up to 32 levels deep", a top-level attribute
+being level 1 (measured against DynamoDB: 31 maps around a scalar are stored, 32 are refused).
+A value deeper than that can't have come from a table, and is refused before it costs a stack."""
+
+TYPE_KEYS = ("S", "N", "B", "BOOL", "NULL", "M", "L", "SS", "NS", "BS")
+"""The ten AttributeValue types, in the order DynamoDB's documentation lists them."""
+
 
 class AttributeValueError(ValueError):
-    """An AttributeValue can't be decoded; ``path`` says where (attribute names only, no values)."""
+    """An AttributeValue can't be decoded; ``path`` says where (no values, no data-derived keys)."""
 
     def __init__(self, reason: str, segments: list[str] | None = None) -> None:
         super().__init__(reason)
@@ -32,7 +45,7 @@ class AttributeValueError(ValueError):
 
     @property
     def path(self) -> str:
-        """Where, e.g. ``address.lines[2]``."""
+        """Where, e.g. ``address.<key 1>.lines[2]``."""
         return "".join(self.segments).lstrip(".") or "$"
 
     def __str__(self) -> str:
@@ -44,61 +57,88 @@ def decode_image(image: Any, path: str = "") -> dict[str, Any]:
 
     ``path`` prefixes the location in error messages (e.g. ``dynamodb.NewImage``).
     """
-    try:
-        return _decode_map(image)
-    except AttributeValueError as exc:
-        if path:
-            exc.segments.insert(0, path)
-        raise
+    if not isinstance(image, Mapping):
+        raise AttributeValueError("an image must be an object of AttributeValues", [path] if path else [])
+    decoded = {}
+    for name, value in image.items():
+        try:
+            decoded[name] = _decode(value, 1)
+        except AttributeValueError as exc:
+            # Top-level attribute names are the table's schema: they stay in the path.
+            exc.segments[:0] = (path, f".{name}") if path else (f".{name}",)
+            raise
+    return decoded
 
 
 def decode_value(value: Any) -> Any:
-    """Decode one AttributeValue (``{"S": "x"}``, ``{"N": "1"}``, ...)."""
+    """Decode one AttributeValue (``{"S": "x"}``, ``{"N": "1"}``, ...), taken as a top-level attribute."""
+    return _decode(value, 1)
+
+
+# Locations are built only on the way out of an error, never on the hot path; the level is
+# counted only where it can grow (M and L).
+
+
+def _decode(value: Any, level: int) -> Any:
+    """Decode an AttributeValue at nesting ``level`` (a top-level attribute is level 1)."""
     if type(value) is dict and len(value) == 1:
         ((type_key, raw),) = value.items()
         if type_key == "S" and type(raw) is str:  # the commonest AttributeValue by far
             return raw
-    elif not isinstance(value, Mapping) or len(value) != 1:
+        if type_key == "M":
+            return _decode_map(raw, level)
+        if type_key == "L":
+            return _decode_list(raw, level)
+    elif isinstance(value, Mapping) and len(value) == 1:
+        ((type_key, raw),) = value.items()
+        if type_key == "M":
+            return _decode_map(raw, level)
+        if type_key == "L":
+            return _decode_list(raw, level)
+    else:
         raise AttributeValueError("an AttributeValue must be an object with exactly one type key")
-    ((type_key, raw),) = value.items()
-    decoder = _DECODERS.get(type_key)
+    decoder = _SCALARS.get(type_key)
     if decoder is None:
-        raise AttributeValueError(f"unknown AttributeValue type {str(type_key)[:8]!r}")
+        # Never quote the key: a record shaped wrongly may carry data where the type should be.
+        raise AttributeValueError(f"an AttributeValue's type must be one of {', '.join(TYPE_KEYS)}")
     return decoder(raw)
 
 
-# Locations are built only on the way out of an error, never on the hot path.
+def _too_deep() -> AttributeValueError:
+    return AttributeValueError(f"the value nests deeper than DynamoDB's {MAX_LEVELS} levels")
 
 
-def _decode_map(image: Any) -> dict[str, Any]:
-    if not isinstance(image, Mapping):
-        raise AttributeValueError("an image or M must be an object of AttributeValues")
+def _decode_map(raw: Any, level: int) -> dict[str, Any]:
+    if not isinstance(raw, Mapping):
+        raise AttributeValueError("M must hold an object of AttributeValues")
+    if level >= MAX_LEVELS and raw:
+        raise _too_deep()
+    level += 1
     decoded = {}
-    for name, value in image.items():
+    for name, value in raw.items():
         try:
-            decoded[name] = decode_value(value)
+            decoded[name] = _decode(value, level)
         except AttributeValueError as exc:
-            exc.segments.insert(0, f".{name}")
+            # The key of a nested map may be data: name it by position (in the record's order).
+            exc.segments.insert(0, f".<key {list(raw).index(name)}>")
             raise
     return decoded
 
 
-def _decode_items(raw: Any, kind: str, element: Callable[[Any], Any]) -> list[Any]:
-    """Decode each item of an L, SS, NS or BS list, naming the failing index."""
+def _decode_list(raw: Any, level: int) -> list[Any]:
     if not isinstance(raw, list):
-        raise AttributeValueError(f"{kind} must hold a list")
+        raise AttributeValueError("L must hold a list")
+    if level >= MAX_LEVELS and raw:
+        raise _too_deep()
+    level += 1
     decoded = []
     for index, item in enumerate(raw):
         try:
-            decoded.append(element(item))
+            decoded.append(_decode(item, level))
         except AttributeValueError as exc:
             exc.segments.insert(0, f"[{index}]")
             raise
     return decoded
-
-
-def _decode_list(raw: Any) -> list[Any]:
-    return _decode_items(raw, "L", decode_value)
 
 
 def _string(raw: Any) -> str:
@@ -112,9 +152,12 @@ def _number(raw: Any) -> Decimal:
     if not isinstance(raw, str):
         raise AttributeValueError("N must hold a number as a string")
     try:
-        number = DYNAMODB_CONTEXT.create_decimal(raw)
-    except ArithmeticError as exc:
-        raise AttributeValueError("N is not a number DynamoDB can hold") from exc
+        number: Decimal | None = DYNAMODB_CONTEXT.create_decimal(raw)
+    except ArithmeticError:
+        number = None
+    # Raised outside the handler, so the error has no __context__ to carry the digits along.
+    if number is None:
+        raise AttributeValueError("N is not a number DynamoDB can hold")
     if not number.is_finite():
         raise AttributeValueError("N is not a finite number")
     return number
@@ -126,9 +169,12 @@ def _binary(raw: Any) -> bytes:
     if not isinstance(raw, str):
         raise AttributeValueError("B must hold base64 text")
     try:
-        return base64.b64decode(raw, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise AttributeValueError("B is not valid base64") from exc
+        decoded: bytes | None = base64.b64decode(raw, validate=True)
+    except ValueError:  # binascii.Error, or text that isn't ASCII
+        decoded = None
+    if decoded is None:
+        raise AttributeValueError("B is not valid base64")
+    return decoded
 
 
 def _boolean(raw: Any) -> bool:
@@ -144,20 +190,28 @@ def _null(raw: Any) -> None:
 
 
 def _set_of(element: Callable[[Any], Any], kind: str) -> Callable[[Any], set[Any]]:
+    # Sets hold scalars only, so they add no level of nesting.
     def decode_set(raw: Any) -> set[Any]:
-        return set(_decode_items(raw, kind, element))
+        if not isinstance(raw, list):
+            raise AttributeValueError(f"{kind} must hold a list")
+        decoded = set()
+        for index, item in enumerate(raw):
+            try:
+                decoded.add(element(item))
+            except AttributeValueError as exc:
+                exc.segments.insert(0, f"[{index}]")
+                raise
+        return decoded
 
     return decode_set
 
 
-_DECODERS = {
+_SCALARS: dict[str, Callable[[Any], Any]] = {
     "S": _string,
     "N": _number,
     "B": _binary,
     "BOOL": _boolean,
     "NULL": _null,
-    "M": _decode_map,
-    "L": _decode_list,
     "SS": _set_of(_string, "SS"),
     "NS": _set_of(_number, "NS"),
     "BS": _set_of(_binary, "BS"),

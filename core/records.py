@@ -3,7 +3,9 @@
 A Pipe always sends a bare JSON array of records, even with a batch size of 1. For reuse and
 tests the handler also takes ``{"Records": [...]}`` (the Lambda event-source-mapping shape) and
 one bare record. `parse_record` turns one raw record into a `StreamRecord`, or raises
-`MalformedRecordError` naming what is wrong and where, never what the record holds.
+`MalformedRecordError` naming what is wrong and where, never what the record holds; it raises
+nothing else, whatever the input (wrong types anywhere, unhashable values, any nesting), and
+`identify` raises nothing at all, so one record's faults never fail its batch.
 """
 
 from __future__ import annotations
@@ -99,7 +101,8 @@ def parse_record(raw: Any) -> StreamRecord:
     if event_id is None:
         raise malformed("the record has no eventID string", "eventID")
     event_name = raw.get("eventName")
-    if event_name not in EVENT_NAMES:
+    # Checked as a string first: `in` on a frozenset hashes, and a list or object can't be hashed.
+    if not isinstance(event_name, str) or event_name not in EVENT_NAMES:
         raise malformed("eventName must be INSERT, MODIFY or REMOVE", "eventName")
     arn = raw.get("eventSourceARN")
     if not isinstance(arn, str):

@@ -10,8 +10,9 @@ import pytest
 from boto3.dynamodb.types import TypeDeserializer
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from record_shapes import assert_nothing_quotes, nested
 
-from fhirpipes.attributes import AttributeValueError, decode_image, decode_value
+from fhirpipes.attributes import MAX_LEVELS, AttributeValueError, decode_image, decode_value
 
 
 @pytest.mark.parametrize(
@@ -48,14 +49,20 @@ def test_numbers_never_pass_through_float() -> None:
 @pytest.mark.parametrize(
     ("image", "path", "reason"),
     [
-        ({"a": {"Q": "x"}}, "a", "unknown AttributeValue type 'Q'"),
+        ({"a": {"Q": "x"}}, "a", "type must be one of S, N, B, BOOL, NULL, M, L, SS, NS, BS"),
         ({"a": {"S": "x", "N": "1"}}, "a", "exactly one type key"),
-        ({"a": {"M": {"b": {"L": [{"S": "x"}, {"N": "one"}]}}}}, "a.b[1]", "N is not a finite number"),
+        ({"a": {"M": {"b": {"L": [{"S": "x"}, {"N": "one"}]}}}}, "a.<key 0>[1]", "N is not a finite number"),
+        ({"a": {"M": {"b": {"S": "x"}, "c": {"N": "1", "S": "1"}}}}, "a.<key 1>", "exactly one type key"),
         ({"a": {"N": 1}}, "a", "N must hold a number as a string"),
         ({"a": {"B": "%%%"}}, "a", "B is not valid base64"),
+        ({"a": {"B": "\u00e9\u00e9=="}}, "a", "B is not valid base64"),
         ({"a": {"NULL": False}}, "a", "NULL must hold true"),
         ({"a": {"SS": "x"}}, "a", "SS must hold a list"),
+        ({"a": {"NS": ["1", "x"]}}, "a[1]", "N is not a finite number"),
+        ({"a": {"M": []}}, "a", "M must hold an object"),
+        ({"a": {"L": {}}}, "a", "L must hold a list"),
         ({"a": {"N": "1" * 40}}, "a", "N is not a number DynamoDB can hold"),
+        ({"a": ["S", "x"]}, "a", "exactly one type key"),
     ],
 )
 def test_bad_attribute_values_say_where(image: dict[str, Any], path: str, reason: str) -> None:
@@ -65,10 +72,81 @@ def test_bad_attribute_values_say_where(image: dict[str, Any], path: str, reason
     assert reason in caught.value.reason
 
 
-def test_errors_never_quote_the_value() -> None:
+def test_an_image_that_is_not_an_object_is_named_by_its_prefix() -> None:
     with pytest.raises(AttributeValueError) as caught:
-        decode_image({"mrn": {"N": "MRN-SECRET-123"}})
-    assert "SECRET" not in str(caught.value)
+        decode_image([{"S": "x"}], "dynamodb.OldImage")
+    assert caught.value.path == "dynamodb.OldImage"
+
+
+# --- no value in a message, a path or an exception chain ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("image", "secret"),
+    [
+        ({"mrn": {"N": "MRN-SECRET-123"}}, "SECRET"),
+        ({"lastName": {"MRN12345678": "x"}}, "MRN1"),
+        ({"lastName": {"Smith-Zq": {"S": "x"}}}, "Zq"),
+        ({"allergies": {"M": {"MRN-0042-x": {"N": "NaN"}}}}, "MRN-0042"),
+        ({"allergies": {"M": {"MRN-0042-x": {"M": {"Peanut-Zq": {"B": "!!"}}}}}}, "Zq"),
+        ({"notes": {"L": [{"M": {"SSN-123-45-6789": {"NULL": "yes"}}}]}}, "SSN-"),
+        ({"n": {"N": "9" * 39 + "SECRET"}}, "SECRET"),
+        ({"n": {"N": "1" * 40}}, "1111"),  # the digits a failed Decimal conversion might quote
+        ({"b": {"B": "U0VDUkVU-not-base64"}}, "U0VDUkVU"),
+        ({"b": {"B": "\u00e9SECRET"}}, "SECRET"),
+        ({"tags": {"SS": ["ok", {"S": "SECRET"}]}}, "SECRET"),
+    ],
+)
+def test_errors_never_quote_the_value(image: dict[str, Any], secret: str) -> None:
+    with pytest.raises(AttributeValueError) as caught:
+        decode_image(image, "dynamodb.NewImage")
+    assert_nothing_quotes(caught.value, secret)
+
+
+def test_nested_keys_are_positions_and_top_level_names_stay() -> None:
+    image = {
+        "allergies": {"M": {"Peanut": {"S": "x"}, "MRN-0042-x": {"M": {"a": {"S": "y"}, "b": {"N": "z"}}}}}
+    }
+    with pytest.raises(AttributeValueError) as caught:
+        decode_image(image, "dynamodb.NewImage")
+    assert caught.value.path == "dynamodb.NewImage.allergies.<key 1>.<key 1>"
+
+
+# --- nesting: DynamoDB stores 32 levels, a top-level attribute being level 1 -----------------
+
+
+def decoded_depth(value: Any) -> int:
+    depth = 1
+    while isinstance(value, dict | list) and value:
+        value = next(iter(value.values())) if isinstance(value, dict) else value[0]
+        depth += 1
+    return depth
+
+
+@pytest.mark.parametrize("kind", ["M", "L"])
+def test_thirty_two_levels_decode(kind: str) -> None:
+    decoded = decode_image({"a": nested(MAX_LEVELS, kind)})
+    assert decoded_depth(decoded["a"]) == MAX_LEVELS
+    assert decode_image({"a": nested(MAX_LEVELS, kind, leaf={kind: {} if kind == "M" else []})})
+
+
+@pytest.mark.parametrize("kind", ["M", "L"])
+@pytest.mark.parametrize("levels", [MAX_LEVELS + 1, 331, 495, 5000, 100_000])
+def test_deeper_is_refused_with_a_path_not_a_recursion_error(kind: str, levels: int) -> None:
+    with pytest.raises(AttributeValueError) as caught:
+        decode_image({"ok": {"S": "x"}, "a": nested(levels, kind)}, "dynamodb.NewImage")
+    assert caught.value.reason == "the value nests deeper than DynamoDB's 32 levels"
+    step = ".<key 0>" if kind == "M" else "[0]"
+    assert caught.value.path == "dynamodb.NewImage.a" + step * (MAX_LEVELS - 1)
+
+
+def test_maps_and_lists_count_alike_and_sets_add_no_level() -> None:
+    value: dict[str, Any] = {"SS": ["x"]}
+    for level in range(MAX_LEVELS - 1):
+        value = {"M": {"k": value}} if level % 2 else {"L": [value]}
+    assert decode_image({"a": value})
+    with pytest.raises(AttributeValueError, match="deeper than"):
+        decode_image({"a": {"L": [value]}})
 
 
 # --- differential: the same result as boto3's TypeDeserializer on every input ---------------
