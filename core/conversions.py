@@ -8,6 +8,7 @@ template line; the message names the filter and the expected form, never the val
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import functools
 import re
@@ -175,19 +176,24 @@ def fhir_datetime(value: Any, source_format: str | None = None, tz: str = "UTC")
         zone = ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise ConversionError(f"fhir_datetime: unknown time zone {tz!r}") from exc
+    # Failures are raised after the try blocks: the parsers' own messages quote the value.
+    moment: datetime.datetime | None = None
     if isinstance(value, int | Decimal | float) and not isinstance(value, bool):
-        moment = datetime.datetime.fromtimestamp(float(value), tz=datetime.UTC)
+        with contextlib.suppress(OverflowError, ValueError, OSError, ArithmeticError):
+            moment = datetime.datetime.fromtimestamp(float(value), tz=datetime.UTC)
+        if moment is None:
+            raise ConversionError("fhir_datetime: epoch seconds out of range")
     elif isinstance(value, str):
         try:
             if source_format is None:
                 moment = datetime.datetime.fromisoformat(value.strip())
             else:
                 moment = datetime.datetime.strptime(value.strip(), source_format)
-        except ValueError as exc:
+        except ValueError:
+            pass
+        if moment is None:
             expected = source_format or "ISO 8601"
-            raise ConversionError(
-                f"fhir_datetime: the value is not a date-time in the form {expected}"
-            ) from exc
+            raise ConversionError(f"fhir_datetime: the value is not a date-time in the form {expected}")
     else:
         raise ConversionError("fhir_datetime expects a string or epoch seconds")
     if moment.tzinfo is None:

@@ -153,36 +153,42 @@ def _meta_in_order(meta: dict[str, Any]) -> dict[str, Any]:
 
 def validate(mapper: Mapper, resource: dict[str, Any]) -> dict[str, Any]:
     """Validate with fhir.resources and required value sets; return the model's JSON value."""
-    ValidationError, ValueSetError, to_json_value = _validation_machinery()
     cls = model_class(mapper.resource_type, mapper.fhir_version)
     try:
-        model = cls.model_validate(resource)
-        entity: dict[str, Any] = to_json_value(model)
+        entity: dict[str, Any] = _validation_machinery()[2](cls.model_validate(resource))
         return entity
-    except ValidationError as exc:
+    except Exception as exc:
+        error = _invalid(mapper, exc)
+    # Raised outside the except block: the error has no cause or context, whose text (pydantic's
+    # above all) would quote the input (PHI).
+    raise error
+
+
+def _invalid(mapper: Mapper, exc: Exception) -> InvalidResourceError:
+    ValidationError, ValueSetError, _ = _validation_machinery()
+    if isinstance(exc, ValidationError):
         first = exc.errors()[0]
         path = _fhir_path(mapper.resource_type, first["loc"])
         # pydantic's messages for built-in checks don't quote the input; custom ones may, so withhold those.
         message = first["msg"] if first["type"] not in ("value_error", "assertion_error") else first["type"]
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise InvalidResourceError(
+        return InvalidResourceError(
             f"not a valid FHIR {mapper.fhir_version} {mapper.resource_type}: {message}{more}",
             path=path,
             template=mapper.template,
-        ) from None  # not chained: a ValidationError's text quotes the input (PHI)
-    except ValueSetError as exc:
-        raise InvalidResourceError(
+        )
+    if isinstance(exc, ValueSetError):
+        return InvalidResourceError(
             f"{exc}",
             path=f"{mapper.resource_type}{'.' if exc.path else ''}{exc.path}",
             template=mapper.template,
             code=ErrorCode.INVALID_CODE,
-        ) from None
-    except Exception as exc:
-        # Anything else here is about this resource, not a passing fault: retrying the batch
-        # would block the shard behind a record that can never pass.
-        raise InvalidResourceError(
-            f"the resource could not be validated ({type(exc).__name__})", template=mapper.template
-        ) from None
+        )
+    # Anything else here is about this resource, not a passing fault: retrying the batch
+    # would block the shard behind a record that can never pass.
+    return InvalidResourceError(
+        f"the resource could not be validated ({type(exc).__name__})", template=mapper.template
+    )
 
 
 @functools.cache

@@ -217,7 +217,7 @@ def test_render_errors_name_template_and_line(template: str, line: int, code: st
     error = caught.value
     assert (error.template, error.line, error.code) == (where, line, code)
     assert SECRET not in str(error)
-    assert error.__cause__ is None and error.__suppress_context__
+    assert error.__cause__ is None and error.__context__ is None
 
 
 def test_an_error_inside_a_macro_names_the_callers_line_and_the_macros() -> None:

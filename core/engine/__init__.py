@@ -72,7 +72,9 @@ class Template:
             self._locate(exc, exc.__traceback__)
             raise
         except Exception as exc:
-            raise self._error(exc) from None  # not chained: causes may quote record values
+            error = self._error(exc)
+        # Raised outside the except block, so with no cause or context: their text may quote values.
+        raise error
 
     def module(self) -> TemplateModule:
         """The template as ``{% import %}`` sees it: its macros and top-level variables."""
