@@ -45,14 +45,14 @@ class ListTarget(Target):
         self.on_send = on_send
         self.batches: list[list[dict[str, Any]]] = []
 
-    def send(self, chunk: list[str]) -> list[str]:
+    def send(self, chunk: list[str]) -> dict[int, str | None]:
         if self.on_send:
             self.on_send()
         if self.fail:
             self.fail -= 1
             raise ConnectionError("target down")
         self.batches.append([json.loads(message) for message in chunk])
-        return []
+        return {}
 
     @property
     def events(self) -> list[dict[str, Any]]:
@@ -121,7 +121,15 @@ def test_filter_is_applied_as_the_pipe_declares(dispatcher: Dispatcher) -> None:
     assert result.reason == "caught-up"
     assert entity_ids(target) == [("PUT", "a")]
     counts = result.totals.as_dict()
-    assert counts == {"read": 2, "filtered": 1, "mapped": 1, "skipped": 0, "failed": 0, "delivered": 1}
+    assert counts == {
+        "read": 2,
+        "filtered": 1,
+        "mapped": 1,
+        "skipped": 0,
+        "failed": 0,
+        "delivered": 1,
+        "dead_lettered": 0,
+    }
 
 
 def test_a_poison_record_does_not_block_the_records_behind_it(dispatcher: Dispatcher) -> None:
@@ -328,6 +336,7 @@ def test_status_line_and_logs_carry_counts_and_ids_only(
         "skipped",
         "failed",
         "delivered",
+        "dead-lettered",
     ]
     assert table.splitlines()[2].split() == [
         "Patients-Patient-Pipe",
@@ -338,6 +347,7 @@ def test_status_line_and_logs_carry_counts_and_ids_only(
         "0",
         "1",
         "2",
+        "0",
     ]
 
 
@@ -413,6 +423,7 @@ def test_end_to_end_from_put_item_to_a_file(
         "skipped": 0,
         "failed": 1,
         "delivered": 5,
+        "dead_lettered": 0,
     }
 
 

@@ -1,4 +1,4 @@
-"""Targets of the local Pipe: batch limits, retries, partial failures, never a silent drop."""
+"""Targets of the local Pipe: batch limits, retries, partial failures, refusals, never a silent drop."""
 
 from __future__ import annotations
 
@@ -109,6 +109,13 @@ def no_sleep(seconds: float) -> None:
     pass
 
 
+class LongestWait:
+    """A jitter source that always picks the longest wait (so the backoff's ceilings show)."""
+
+    def uniform(self, low: float, high: float) -> float:
+        return high
+
+
 def test_to_message_is_one_json_line_and_strings_pass_as_they_are() -> None:
     assert to_message({"a": "é\nb"}) == '{"a":"é\\nb"}'
     assert to_message("plain text") == "plain text"
@@ -129,20 +136,23 @@ def test_cloudwatch_chunks_respect_the_byte_limit_with_the_per_event_overhead() 
         assert sum(len(m) + 26 for m in chunk) <= CLOUDWATCH_MAX_BYTES
 
 
-def test_cloudwatch_refuses_an_event_over_its_size_limit_without_sending_anything() -> None:
+def test_cloudwatch_refuses_an_event_over_its_size_limit_and_sends_the_others() -> None:
     logs = FakeLogs()
     target = CloudWatchLogsTarget(logs, "g")
-    with pytest.raises(DeliveryError, match="message 1 of the batch is"):
-        deliver(target, ["small", SECRET * 30_000], sleep=no_sleep)
-    assert logs.calls == []
+    delivery = deliver(target, ["small", SECRET * 30_000, "after"], sleep=no_sleep)
+    assert delivery.delivered == 2
+    [(index, reason)] = delivery.refused
+    assert index == 1
+    assert reason == "the message is 390000 bytes, over the CloudWatch Logs limit of 262118 per message"
+    assert [e["message"] for call in logs.calls for e in call] == ["small", "after"]
 
 
 def test_cloudwatch_creates_the_group_and_stream_once_and_sends_every_event() -> None:
     logs = FakeLogs()
     logs.groups.add("g")  # the group exists already, the stream doesn't
     target = CloudWatchLogsTarget(logs, "g", "s")
-    assert deliver(target, [{"n": 1}, {"n": 2}], sleep=no_sleep) == 2
-    assert deliver(target, [{"n": 3}], sleep=no_sleep) == 1
+    assert deliver(target, [{"n": 1}, {"n": 2}], sleep=no_sleep).delivered == 2
+    assert deliver(target, [{"n": 3}], sleep=no_sleep).delivered == 1
     assert logs.streams == {("g", "s")}
     assert [json.loads(e["message"])["n"] for call in logs.calls for e in call] == [1, 2, 3]
 
@@ -150,8 +160,10 @@ def test_cloudwatch_creates_the_group_and_stream_once_and_sends_every_event() ->
 def test_a_failed_delivery_is_retried_with_backoff() -> None:
     logs = FakeLogs(fail_times=1)
     sleeps: list[float] = []
-    delivered = deliver(CloudWatchLogsTarget(logs, "g"), [{"n": 1}], sleep=sleeps.append, backoff=0.5)
-    assert delivered == 1
+    delivery = deliver(
+        CloudWatchLogsTarget(logs, "g"), [{"n": 1}], sleep=sleeps.append, backoff=0.5, rng=LongestWait()
+    )
+    assert delivery.delivered == 1
     assert sleeps == [0.5]
     assert len(logs.calls) == 1
 
@@ -161,7 +173,12 @@ def test_retries_exhausted_raise_and_name_no_value(caplog: pytest.LogCaptureFixt
     sleeps: list[float] = []
     with pytest.raises(DeliveryError) as raised:
         deliver(
-            CloudWatchLogsTarget(logs, "g"), [{"name": SECRET}], attempts=3, sleep=sleeps.append, backoff=1
+            CloudWatchLogsTarget(logs, "g"),
+            [{"name": SECRET}],
+            attempts=3,
+            sleep=sleeps.append,
+            backoff=1,
+            rng=LongestWait(),
         )
     assert sleeps == [1, 2]
     assert "ServiceUnavailableException" in str(raised.value)
@@ -178,33 +195,41 @@ def test_sqs_chunks_respect_ten_messages_and_256_kb() -> None:
     chunks = list(target.chunks([big] * 5))
     assert [len(c) for c in chunks] == [2, 2, 1]
     assert all(sum(len(m) for m in c) <= SQS_MAX_BYTES for c in chunks)
-    with pytest.raises(DeliveryError, match="message 0 of the batch"):
-        list(target.chunks(["y" * (SQS_MAX_BYTES + 1)]))
+    assert target.refuse("y" * SQS_MAX_BYTES) is None
+    assert target.refuse("y" * (SQS_MAX_BYTES + 1)) == (
+        f"the message is {SQS_MAX_BYTES + 1} bytes, over the SQS limit of {SQS_MAX_BYTES} per message"
+    )
 
 
 def test_sqs_retries_only_the_entries_that_failed() -> None:
     sqs = FakeSqs(reject={1: False})  # a server-side failure of entry 1 in the first call
     sqs.queues["q"] = "https://sqs.example/q"
     sleeps: list[float] = []
-    assert deliver(SqsTarget(sqs, "q"), [{"n": n} for n in range(3)], sleep=sleeps.append) == 3
+    assert deliver(SqsTarget(sqs, "q"), [{"n": n} for n in range(3)], sleep=sleeps.append).delivered == 3
     assert sorted(json.loads(m)["n"] for m in sqs.delivered) == [0, 1, 2]
     assert [len(call) for call in sqs.calls] == [3, 1]
     assert len(sleeps) == 1
 
 
-def test_sqs_sender_fault_is_not_retried_and_is_not_silent() -> None:
+def test_sqs_sender_fault_is_not_retried_and_is_refused_not_silent() -> None:
     sqs = FakeSqs(reject={0: True})
-    with pytest.raises(DeliveryError, match="retrying can't help"):
-        deliver(SqsTarget(sqs, "https://sqs.example/q"), [{"n": SECRET}], sleep=no_sleep)
+    delivery = deliver(SqsTarget(sqs, "https://sqs.example/q"), [{"n": SECRET}, {"n": 2}], sleep=no_sleep)
     assert len(sqs.calls) == 1
+    assert delivery.delivered == 1
+    assert delivery.refused == ((0, "SQS refused the message (Boom)"),)
 
 
-def test_sqs_fifo_queues_get_a_group_and_a_deduplication_id() -> None:
+def test_sqs_fifo_queues_get_a_group_and_a_deduplication_id_from_the_event_id() -> None:
     sqs = FakeSqs()
-    deliver(SqsTarget(sqs, "https://sqs.example/q.fifo"), [{"n": 1}], sleep=no_sleep)
-    entry = sqs.calls[0][0]
-    assert entry["MessageGroupId"] == "fhirpipes"
-    assert len(entry["MessageDeduplicationId"]) == 64
+    event = {"source": "PatientTable", "eventType": "PatientChange", "eventID": "e1", "at": "10:00"}
+    again = {**event, "at": "10:05"}  # the same event read again after a restart, stamped anew
+    other = {**event, "eventType": "PractitionerChange"}  # another mapper of the same record
+    deliver(SqsTarget(sqs, "https://sqs.example/q.fifo"), [event, again, other, {"n": 1}], sleep=no_sleep)
+    entries = sqs.calls[0]
+    assert {entry["MessageGroupId"] for entry in entries} == {"fhirpipes"}
+    ids = [entry["MessageDeduplicationId"] for entry in entries]
+    assert ids[0] == ids[1]
+    assert len(set(ids)) == 3 and all(len(i) == 64 for i in ids)
 
 
 def test_sqs_missing_queue_is_an_error_unless_asked_to_create_it() -> None:
@@ -226,16 +251,16 @@ def test_file_target_appends_json_lines(tmp_path: Any) -> None:
 
 def test_stream_target_writes_json_lines() -> None:
     out = io.StringIO()
-    deliver(StreamTarget(out), [{"n": 1}, "text"])
+    assert deliver(StreamTarget(out), [{"n": 1}, "text"]).delivered == 2
     assert out.getvalue() == '{"n":1}\ntext\n'
 
 
 def test_nothing_to_deliver_calls_nothing() -> None:
     class Exploding(Target):
-        def send(self, chunk: list[str]) -> list[str]:
+        def send(self, chunk: list[str]) -> dict[int, str | None]:
             raise AssertionError("called")
 
-    assert deliver(Exploding(), []) == 0
+    assert deliver(Exploding(), []).delivered == 0
 
 
 @pytest.mark.parametrize(
