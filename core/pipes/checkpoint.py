@@ -57,6 +57,11 @@ class Checkpoints:
         saved = self._outputs.get(key)
         return dict(saved) if saved is not None else None
 
+    def record_outputs(self, outputs: dict[str, dict[str, Any]]) -> None:
+        """Save the outputs' positions (where they start, before the first batch)."""
+        if self._update_outputs(outputs):
+            self.save()
+
     def advance(
         self,
         pipe: str,
@@ -67,17 +72,21 @@ class Checkpoints:
     ) -> None:
         """Record that everything up to ``sequence_number`` in the shard was delivered, with the
         outputs' positions after it, and save: one atomic write for both."""
-        changed = False
+        changed = self._update_outputs(outputs or {})
         current = self.get(pipe, stream_arn, shard_id)
         if current is None or int(current) < int(sequence_number):
             self._pipes.setdefault(pipe, {}).setdefault(stream_arn, {})[shard_id] = sequence_number
             changed = True
-        for key, position in (outputs or {}).items():
+        if changed:
+            self.save()
+
+    def _update_outputs(self, outputs: dict[str, dict[str, Any]]) -> bool:
+        changed = False
+        for key, position in outputs.items():
             if self._outputs.get(key) != position:
                 self._outputs[key] = dict(position)
                 changed = True
-        if changed:
-            self.save()
+        return changed
 
     def save(self) -> None:
         """Write the file atomically (nothing to do in memory-only mode)."""

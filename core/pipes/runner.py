@@ -303,8 +303,16 @@ class Runner:
         ]
         # Cut what the outputs hold beyond the last checkpoint (a batch written but never
         # checkpointed, a line torn by a crash): it is read from the stream and written again.
+        started: dict[str, dict[str, Any]] = {}
         for output in self._outputs:
-            output.recover(self.checkpoints.output(output.key))
+            saved = self.checkpoints.output(output.key)
+            output.recover(saved)
+            position = output.position()
+            if saved is None and position is not None:
+                started[output.key] = position
+        # An output new to this checkpoint file: its length now is saved before the first
+        # batch, or a crash before the first checkpoint would leave that batch to be repeated.
+        self.checkpoints.record_outputs(started)
 
     @property
     def _outputs(self) -> tuple[Target | DeadLetters, ...]:
