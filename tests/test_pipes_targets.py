@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -311,7 +313,7 @@ def test_cloudwatch_and_sqs_targets_on_the_embedded_server(embedded: Any) -> Non
     aws = embedded.config
     cloudwatch = parse_target("cloudwatch:/fhirpipes/test-targets:run1", aws)
     events = [{"n": n} for n in range(12)]
-    assert deliver(cloudwatch, events) == 12
+    assert deliver(cloudwatch, events).delivered == 12
     logs = aws.client("logs")
     got = logs.get_log_events(
         logGroupName="/fhirpipes/test-targets", logStreamName="run1", startFromHead=True
@@ -319,7 +321,7 @@ def test_cloudwatch_and_sqs_targets_on_the_embedded_server(embedded: Any) -> Non
     assert [json.loads(e["message"]) for e in got["events"]] == events
 
     sqs_target = parse_target("sqs:target-test", aws, create_missing=True)
-    assert deliver(sqs_target, events) == 12
+    assert deliver(sqs_target, events).delivered == 12
     sqs = aws.client("sqs")
     url = sqs.get_queue_url(QueueName="target-test")["QueueUrl"]
     received: list[Any] = []
@@ -329,3 +331,305 @@ def test_cloudwatch_and_sqs_targets_on_the_embedded_server(embedded: Any) -> Non
             break
         received.extend(json.loads(m["Body"]) for m in batch)
     assert sorted(r["n"] for r in received) == list(range(12))
+
+
+# --- transient and permanent failures, with botocore's own exception classes -------------------
+
+
+def botocore_failures() -> list[Exception]:
+    from botocore.exceptions import (
+        ClientError,
+        ConnectionClosedError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        ReadTimeoutError,
+    )
+
+    def client_error(code: str, status: int) -> ClientError:
+        response: Any = {
+            "Error": {"Code": code, "Message": f"refused {SECRET}"},
+            "ResponseMetadata": {"HTTPStatusCode": status},
+        }
+        return ClientError(response, "PutLogEvents")
+
+    return [
+        ConnectionClosedError(endpoint_url="http://127.0.0.1:1"),
+        EndpointConnectionError(endpoint_url="http://127.0.0.1:1"),
+        ReadTimeoutError(endpoint_url="http://127.0.0.1:1"),
+        ConnectTimeoutError(endpoint_url="http://127.0.0.1:1"),
+        ConnectionResetError(104, "Connection reset by peer"),
+        client_error("ThrottlingException", 400),
+        client_error("ServiceUnavailableException", 503),
+        client_error("SomethingNew", 500),
+        client_error("TooManyRequests", 429),
+    ]
+
+
+class FailingLogs(FakeLogs):
+    """PutLogEvents raises each of ``failures`` in turn, then works."""
+
+    def __init__(self, failures: list[Exception]) -> None:
+        super().__init__()
+        self.failures = list(failures)
+
+    def put_log_events(
+        self, logGroupName: str, logStreamName: str, logEvents: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        if self.failures:
+            raise self.failures.pop(0)
+        return super().put_log_events(logGroupName, logStreamName, logEvents)
+
+
+def test_every_transient_failure_is_retried_with_jittered_backoff(caplog: pytest.LogCaptureFixture) -> None:
+    import random
+
+    failures = botocore_failures()
+    logs = FailingLogs(failures)
+    sleeps: list[float] = []
+    delivery = deliver(
+        CloudWatchLogsTarget(logs, "g"),
+        [{"name": SECRET}],
+        attempts=len(failures) + 1,
+        backoff=0.5,
+        sleep=sleeps.append,
+        rng=random.Random(7),
+    )
+    assert delivery.delivered == 1 and len(logs.calls) == 1
+    assert len(sleeps) == len(failures)
+    ceilings = [min(20.0, 0.5 * 2**n) for n in range(len(failures))]
+    assert all(0 <= wait <= ceiling for wait, ceiling in zip(sleeps, ceilings, strict=True))
+    assert len(set(sleeps)) == len(sleeps)  # jittered: no two retries wait alike
+    logged = [record.fhirpipes["error"] for record in caplog.records]  # type: ignore[attr-defined]
+    assert logged[0] == "ConnectionClosedError"
+    assert "ClientError (ThrottlingException)" in logged and "ConnectionResetError (ECONNRESET)" in logged
+    assert SECRET not in caplog.text and all(SECRET not in str(r.__dict__) for r in caplog.records)
+
+
+def test_retries_run_out_in_one_line_with_no_value_and_no_cause() -> None:
+    from botocore.exceptions import ConnectionClosedError
+
+    logs = FailingLogs([ConnectionClosedError(endpoint_url="http://127.0.0.1:1")] * 5)
+    with pytest.raises(DeliveryError) as raised:
+        deliver(CloudWatchLogsTarget(logs, "g", "s"), [{"n": 1}], sleep=no_sleep)
+    assert str(raised.value) == (
+        "cloudwatch:g:s: delivery failed after 5 attempts (ConnectionClosedError); "
+        "the batch is not checkpointed and will be read again"
+    )
+    assert "\n" not in str(raised.value)
+
+
+def test_a_permanent_client_error_is_not_retried_and_does_not_quote_the_service() -> None:
+    from botocore.exceptions import ClientError
+
+    denied = ClientError(
+        {"Error": {"Code": "AccessDeniedException", "Message": f"no access to {SECRET}"}}, "PutLogEvents"
+    )
+    logs = FailingLogs([denied])
+    sleeps: list[float] = []
+    with pytest.raises(DeliveryError) as raised:
+        deliver(CloudWatchLogsTarget(logs, "g", "s"), [{"n": 1}], sleep=sleeps.append)
+    assert sleeps == []
+    assert "ClientError (AccessDeniedException)" in str(raised.value)
+    assert "retrying can't fix" in str(raised.value)
+    chain: BaseException | None = raised.value
+    while chain is not None:  # no cause or context carries the service's message
+        assert SECRET not in str(chain)
+        chain = chain.__cause__ or chain.__context__ if not chain.__suppress_context__ else chain.__cause__
+
+
+def test_throttling_from_a_real_boto3_client_is_retried() -> None:
+    from botocore.stub import Stubber
+
+    from fhirpipes.pipes.aws import AwsConfig
+
+    client = AwsConfig.embedded("http://127.0.0.1:1").client("logs")
+    target = CloudWatchLogsTarget(client, "g", "s", create=False)
+    with Stubber(client) as stub:
+        stub.add_client_error("put_log_events", "ThrottlingException", http_status_code=400)
+        stub.add_client_error("put_log_events", "InternalFailure", http_status_code=500)
+        stub.add_response("put_log_events", {"nextSequenceToken": "1"})
+        sleeps: list[float] = []
+        assert deliver(target, [{"n": 1}], sleep=sleeps.append).delivered == 1
+        stub.assert_no_pending_responses()
+    assert len(sleeps) == 2
+
+
+def test_rejected_log_events_are_refused_by_index() -> None:
+    class Rejecting(FakeLogs):
+        def put_log_events(self, **kwargs: Any) -> dict[str, Any]:
+            super().put_log_events(**kwargs)
+            return {"rejectedLogEventsInfo": {"tooOldLogEventEndIndex": 0, "tooNewLogEventStartIndex": 2}}
+
+    delivery = deliver(CloudWatchLogsTarget(Rejecting(), "g"), ["a", "b", "c"], sleep=no_sleep)
+    assert delivery.delivered == 1
+    assert [index for index, _ in delivery.refused] == [0, 2]
+    assert "too new" in delivery.refused[1][1]
+
+
+def test_a_file_target_that_is_a_directory_fails_at_once(tmp_path: Path) -> None:
+    sleeps: list[float] = []
+    target = FileTarget(tmp_path / "later")
+    (tmp_path / "later").mkdir()  # after the checks: found at the first write
+    with pytest.raises(DeliveryError, match=r"IsADirectoryError \(EISDIR\), which retrying can't fix"):
+        deliver(target, [{"n": 1}], sleep=sleeps.append)
+    assert sleeps == []
+
+
+def test_the_backoff_is_capped() -> None:
+    from fhirpipes.pipes.retry import Backoff
+
+    backoff = Backoff(0.5, cap=4)
+    assert [backoff.ceiling(n) for n in range(1, 7)] == [0.5, 1, 2, 4, 4, 4]
+
+
+# --- checked before anything starts ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("bogus", "unknown target 'bogus'"),
+        ("cloudwatch:bad group!", "a log group name is"),
+        ("cloudwatch:g:bad:stream", "a log stream name is"),
+        ("sqs:no spaces", "a queue name is"),
+    ],
+)
+def test_parse_target_checks_names_without_a_client(spec: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        parse_target(spec)
+
+
+def test_parse_target_checks_a_file_path(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="is a directory"):
+        parse_target(f"file:{tmp_path}")
+    (tmp_path / "plain").write_text("")
+    with pytest.raises(ConfigurationError, match="is not a directory"):
+        parse_target(f"file:{tmp_path}/plain/events.jsonl")
+    target = parse_target(f"file:{tmp_path}/new/events.jsonl")
+    assert isinstance(target, FileTarget)
+    assert not (tmp_path / "new").exists()  # checked, not created
+
+
+# --- the append-only file and its recovery ------------------------------------------------------
+
+
+def test_recovery_cuts_what_was_written_after_the_saved_length(tmp_path: Path) -> None:
+    from fhirpipes.pipes.appendfile import AppendFile
+
+    path = tmp_path / "out.jsonl"
+    first = AppendFile(path)
+    first.recover(None)
+    first.append(b'{"n":1}\n')
+    saved = first.state()
+    first.append(b'{"n":2}\n{"n":3')  # a batch never checkpointed, ending in a torn line
+    first.close()
+    again = AppendFile(path)
+    again.recover(saved)
+    again.close()
+    assert path.read_bytes() == b'{"n":1}\n'
+
+
+def test_recovery_refuses_a_file_changed_outside_the_run(tmp_path: Path) -> None:
+    from fhirpipes.pipes.appendfile import AppendFile
+
+    path = tmp_path / "out.jsonl"
+    file = AppendFile(path)
+    file.append(b'{"n":1}\n{"n":2}\n')
+    saved = file.state()
+    file.close()
+    path.write_bytes(b'{"n":1}\n')
+    with pytest.raises(ConfigurationError, match="shorter"):
+        AppendFile(path).recover(saved)
+    path.write_bytes(b'{"n":9}\n{"n":8}\n{"n":7}\n')
+    with pytest.raises(ConfigurationError, match="is not the file the checkpoint recorded"):
+        AppendFile(path).recover(saved)
+
+
+def test_without_a_saved_length_only_a_torn_last_line_is_cut(tmp_path: Path) -> None:
+    from fhirpipes.pipes.appendfile import AppendFile
+
+    path = tmp_path / "out.jsonl"
+    path.write_bytes(b'{"n":1}\n{"n":2')
+    file = AppendFile(path)
+    file.recover(None)
+    file.append(b'{"n":3}\n')
+    file.close()
+    assert path.read_bytes() == b'{"n":1}\n{"n":3}\n'
+    assert oct(path.stat().st_mode & 0o777) in ("0o600", "0o644")  # an existing file keeps its mode
+
+
+class DroppingProxy:
+    """A TCP proxy on 127.0.0.1 to ``upstream`` that closes the first ``drop`` connections as soon
+    as a request arrives (the server went away mid-call), and forwards the others."""
+
+    def __init__(self, upstream: str, drop: int) -> None:
+        import socket
+        import threading
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(upstream)
+        self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
+        self.drop = drop
+        self.dropped = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if self.dropped < self.drop:
+                self.dropped += 1
+                client.recv(65536)
+                client.close()
+                continue
+            server = socket.create_connection(self.upstream)
+            for source, sink in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: Any, sink: Any) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                with contextlib.suppress(OSError):
+                    end.shutdown(2)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.mark.slow
+def test_dropped_connections_to_a_real_endpoint_are_retried(embedded: Any) -> None:
+    from botocore.config import Config
+
+    aws = embedded.config
+    aws.client("sqs").create_queue(QueueName="dropping")
+    proxy = DroppingProxy(embedded.endpoint_url, drop=3)
+    try:
+        # botocore's own retries off: the drops reach fhirpipes' retries, as they do once
+        # botocore's are spent.
+        session = aws.session()
+        client = session.client(
+            "sqs", endpoint_url=proxy.url, config=Config(retries={"total_max_attempts": 1})
+        )
+        target = SqsTarget(client, f"{embedded.endpoint_url}/000000000000/dropping")
+        sleeps: list[float] = []
+        assert deliver(target, [{"n": n} for n in range(3)], sleep=sleeps.append).delivered == 3
+    finally:
+        proxy.close()
+    assert proxy.dropped == 3 and len(sleeps) == 3
+    url = aws.client("sqs").get_queue_url(QueueName="dropping")["QueueUrl"]
+    got = aws.client("sqs").receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    assert sorted(json.loads(m["Body"])["n"] for m in got) == [0, 1, 2]

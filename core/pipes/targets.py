@@ -216,7 +216,7 @@ def deliver(
                 if not is_transient(exc):
                     # from None: an AWS error message may quote what was sent (a record value).
                     raise DeliveryError(
-                        f"{target.name}: delivery failed ({failure}), which retrying can't fix; "
+                        f"{target.name}: delivery failed: {failure}, which retrying can't fix; "
                         "the batch is not checkpointed and will be read again"
                     ) from None
             else:
