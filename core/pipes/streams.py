@@ -10,6 +10,9 @@ stay in order. Where a shard starts:
 * otherwise the Pipe's starting position: ``TRIM_HORIZON``, or ``LATEST`` (a closed shard is
   then skipped: nothing new can arrive in it).
 
+Every stream API call is retried after a transient failure (a dropped connection, a timeout,
+throttling, a 5xx: `fhirpipes.pipes.retry`); reads are idempotent, so retrying is always safe.
+
 `normalise_record` bridges what GetRecords returns (through boto3) to what a Pipe sends the
 enrichment: boto3 gives binary values as bytes and ``ApproximateCreationDateTime`` as a
 datetime, and GetRecords records carry no ``eventSourceARN``; a Pipe sends base64 text, epoch
