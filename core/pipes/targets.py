@@ -31,7 +31,7 @@ Target specifications (``--target``):
 
 =================================  ===========================================================
 ``stdout`` (default)               JSON lines on standard output
-``file:PATH``                      JSON lines appended to PATH (flushed and fsynced per batch)
+``file:PATH``                      JSON lines appended to PATH (fsynced per batch; exactly once)
 ``cloudwatch:GROUP[:STREAM]``      CloudWatch Logs; the group and stream are created if missing
                                    (stream default ``fhirpipes``); ``:`` separates them because
                                    log group names may contain ``/``
