@@ -1,11 +1,12 @@
 """A local Pipe run that SIGKILLs itself at a chosen step of a batch: the fault-injection driver.
 
-``python tests/pipes_crash.py WORKDIR TARGET STEP N`` runs the runner on a deterministic fake
+``python tests/pipes_crash.py WORKDIR TARGET STEP N [RECORDS]`` runs the runner on a deterministic fake
 stream (two shards, a poison record, a record whose event is over the target's limit) with
 checkpoints in WORKDIR, and kills its own process with SIGKILL the Nth time it reaches STEP:
 one of `fhirpipes.pipes.runner.STEPS`, or ``torn-write`` (half of a write to the target file is
 on disk, then the kill). TARGET is ``file`` (WORKDIR/events.jsonl, exactly once) or ``stdout``
-(at least once). STEP ``none`` runs to the end. The test restarts the run in its own process
+(at least once). STEP ``none`` runs to the end (or until the test kills it from outside);
+RECORDS (default 30) makes the stream longer. The test restarts the run in its own process
 (`make_runner`) and checks what the outputs hold.
 """
 
@@ -41,27 +42,29 @@ class LimitedFile(FileTarget):
         return too_large(message, LIMIT, "test")
 
 
-def stream() -> FakeStreams:
-    """Two shards, 30 INSERTs: ``evt-105`` can't be mapped, ``evt-110``'s event is over `LIMIT`."""
+def stream(records: int = 30) -> FakeStreams:
+    """Two shards, ``records`` INSERTs: ``evt-105`` can't be mapped, ``evt-110``'s event is over `LIMIT`."""
     fake = FakeStreams()
     fake.add_shard("s1")
     fake.add_shard("s2")
-    for n in range(30):
+    for n in range(records):
         item: dict[str, Any] = {"id": f"p{n}", "firstName": "Zebediah", "lastName": "Smith"}
         if n == 4:
             item["birthDate"] = "not-a-date"
         if n == 9:
             item["lastName"] = "S" * (LIMIT + 100)
-        fake.put("s1" if n < 18 else "s2", "INSERT", f"p{n}", new=attribute_values(item))
+        fake.put("s1" if n < records * 3 // 5 else "s2", "INSERT", f"p{n}", new=attribute_values(item))
     return fake
 
 
-def expected_event_ids() -> list[str]:
+def expected_event_ids(records: int = 30) -> list[str]:
     """Every event of the stream (one per record), in stream order."""
-    return [f"evt-{101 + n}" for n in range(30)]
+    return [f"evt-{101 + n}" for n in range(records)]
 
 
-def make_runner(workdir: Path, target: Target, on_step: Callable[[str], None] | None = None) -> Runner:
+def make_runner(
+    workdir: Path, target: Target, on_step: Callable[[str], None] | None = None, records: int = 30
+) -> Runner:
     dispatcher = Dispatcher(load_registry(only=["patient"]), Settings())
     pipe = PipeDefinition(
         name="Patients-Patient-Pipe", table="Patients", stream_arn=STREAM_ARN, batch_size=BATCH_SIZE
@@ -69,7 +72,7 @@ def make_runner(workdir: Path, target: Target, on_step: Callable[[str], None] | 
     return Runner(
         dispatcher,
         [pipe],
-        streams_client=stream(),
+        streams_client=stream(records),
         target=target,
         checkpoints=Checkpoints(workdir / "checkpoints.json"),
         on_step=on_step,
@@ -88,7 +91,7 @@ def kill() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def main(workdir: Path, kind: str, step: str, nth: int) -> None:
+def main(workdir: Path, kind: str, step: str, nth: int, records: int = 30) -> None:
     seen = [0]
 
     def on_step(name: str) -> None:
@@ -106,9 +109,9 @@ def main(workdir: Path, kind: str, step: str, nth: int) -> None:
         return os.write(fd, data)
 
     target = make_target(workdir, kind, torn_write if step == "torn-write" else os.write)
-    make_runner(workdir, target, on_step).run(once=True)
+    make_runner(workdir, target, on_step, records).run(once=True)
     target.close()
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    main(Path(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4]), *map(int, sys.argv[5:6]))

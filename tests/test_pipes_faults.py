@@ -110,6 +110,37 @@ def test_kills_at_every_step_in_turn_over_restarts(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_kills_at_random_moments_over_restarts(tmp_path: Path) -> None:
+    # As the fault was first found: SIGKILL from outside at random moments, wherever the runner
+    # is (mapping, writing, inside the checkpoint's own write and rename), restart after each.
+    import random
+    import time
+
+    records, rng, kills = 1000, random.Random(20261201), 0
+    env = {**os.environ, "PYTHONPATH": str(DRIVER.parent)}
+    for _ in range(12):
+        if kills == 5:
+            break
+        child = subprocess.Popen(
+            [sys.executable, str(DRIVER), str(tmp_path), "file", "none", "0", str(records)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(rng.uniform(0.3, 1.5))
+        child.send_signal(signal.SIGKILL)
+        kills += child.wait() == -signal.SIGKILL  # it may have finished first: then not a kill
+    assert kills >= 3
+    target = make_target(tmp_path, "file")
+    make_runner(tmp_path, target, records=records).run(once=True)
+    target.close()
+    ids = [event["eventID"] for event in lines(tmp_path / "events.jsonl")]
+    assert sorted(ids) == sorted(e for e in expected_event_ids(records) if e != OVERSIZED)
+    assert len(ids) == len(set(ids))
+    assert dead_letter_ids(tmp_path) == [OVERSIZED]
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("step", ["after-write", "before-checkpoint", "after-checkpoint"])
 def test_stdout_is_at_least_once_repeating_only_the_batch_in_hand(tmp_path: Path, step: str) -> None:
     killed = crash(tmp_path, "stdout", step, 3)
