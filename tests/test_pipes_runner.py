@@ -743,3 +743,28 @@ def test_cli_run_dead_letters_an_oversized_error_event_and_goes_on(
     again = CliRunner().invoke(run, args)
     assert again.exit_code == 0
     assert len(dead.read_text().splitlines()) == 1  # not again
+
+
+@pytest.mark.slow
+def test_cli_run_refuses_a_target_file_another_run_is_writing(tmp_path: Path) -> None:
+    from fhirpipes.pipes.appendfile import AppendFile
+
+    holder = AppendFile(tmp_path / "events.jsonl")
+    holder.open()
+    try:
+        result = CliRunner().invoke(
+            run,
+            [
+                "--embedded",
+                "--once",
+                "--target",
+                f"file:{tmp_path}/events.jsonl",
+                "--checkpoint",
+                f"{tmp_path}/cp.json",
+            ],
+        )
+    finally:
+        holder.close()
+    assert result.exit_code == 1
+    assert "is being written by another run" in result.output
+    assert "retrying" not in result.output

@@ -633,3 +633,17 @@ def test_dropped_connections_to_a_real_endpoint_are_retried(embedded: Any) -> No
     url = aws.client("sqs").get_queue_url(QueueName="dropping")["QueueUrl"]
     got = aws.client("sqs").receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
     assert sorted(json.loads(m["Body"])["n"] for m in got) == [0, 1, 2]
+
+
+def test_a_second_writer_of_the_same_file_is_refused(tmp_path: Path) -> None:
+    from fhirpipes.pipes.appendfile import AppendFile
+
+    first = AppendFile(tmp_path / "out.jsonl")
+    first.append(b"1\n")
+    second = AppendFile(tmp_path / "out.jsonl")
+    with pytest.raises(ConfigurationError, match="is being written by another run"):
+        second.append(b"2\n")
+    first.close()
+    second.append(b"2\n")
+    second.close()
+    assert (tmp_path / "out.jsonl").read_bytes() == b"1\n2\n"

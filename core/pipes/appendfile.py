@@ -12,7 +12,8 @@ A failed write (a disk that filled up) is cut off at once, before the retry: the
 the chunk again, from the length before it. Writes go straight to the file descriptor
 (``os.write``), so no buffer keeps an unwritten tail to flush later.
 
-What the file guards against: a file shorter than its recorded length, or whose bytes before that
+A run holds an exclusive lock (``flock``) on the file while it has it open, so a second run on the
+same file is refused. What the file also guards against: a file shorter than its recorded length, or whose bytes before that
 length are not the ones written, was changed outside the run; that is refused rather than
 guessed at. The file belongs to the run that checkpoints it: don't append to it from elsewhere.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import os
 from collections.abc import Callable
@@ -152,6 +154,10 @@ class AppendFile:
         self.length = start + len(data)
         self._tail = (self._tail + data)[-TAIL_BYTES:]
 
+    def open(self) -> None:
+        """Open (creating it and its folders) and lock the file now rather than at the first append."""
+        self._open()
+
     def close(self) -> None:
         """Close the descriptor (idempotent)."""
         if self._fd is not None:
@@ -163,7 +169,17 @@ class AppendFile:
     def _open(self) -> int:
         if self._fd is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
+            try:
+                # Two runs appending to one file would interleave their batches and cut each
+                # other's at restart: the second is refused while the first holds the file.
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise ConfigurationError(
+                    f"{self.path} is being written by another run; give each run its own file"
+                ) from None
+            self._fd = fd
         return self._fd
 
     def _size(self) -> int:

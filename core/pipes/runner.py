@@ -377,6 +377,8 @@ class Runner:
         finally:
             self.status.update(self.totals, force=True)
             self.status.clear()
+            # Let go of the dead-letter file (and its lock); it opens again if the run resumes.
+            self.dead_letters.close()
         return RunResult(reason, tuple((run.definition, run.counters) for run in self.runs))
 
     def _pause(self) -> None:

@@ -209,7 +209,7 @@ def deliver(
             failure: str
             try:
                 rejections = target.send([chunk[at] for at in pending])
-            except DeliveryError:
+            except FhirpipesError:  # ours (DeliveryError, a file held by another run): final
                 raise
             except Exception as exc:  # the target's own error: named by type and code, never its text
                 failure = describe(exc)
@@ -290,6 +290,9 @@ class FileTarget(Target):
 
     def check(self) -> None:
         check_writable(self.path, "the target file")
+
+    def prepare(self) -> None:
+        self.file.open()  # takes the lock: a second run on this file is refused before it reads
 
     def send(self, chunk: list[str]) -> Rejections:
         self.file.append("".join(f"{message}\n" for message in chunk).encode("utf-8"))
