@@ -117,20 +117,28 @@ def test_kills_at_random_moments_over_restarts(tmp_path: Path) -> None:
     import time
 
     records, rng, kills = 1000, random.Random(20261201), 0
+    out = tmp_path / "events.jsonl"
     env = {**os.environ, "PYTHONPATH": str(DRIVER.parent)}
-    for _ in range(12):
-        if kills == 5:
-            break
+    for _ in range(5):
         child = subprocess.Popen(
             [sys.executable, str(DRIVER), str(tmp_path), "file", "none", "0", str(records)],
             env=env,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
         )
-        time.sleep(rng.uniform(0.3, 1.5))
+        # The moment: once the file grew by a random amount (so the kill lands mid-run however
+        # fast the machine), plus a random few milliseconds: anywhere in a batch's steps.
+        start = out.stat().st_size if out.exists() else 0
+        growth = rng.uniform(5_000, 60_000)
+        while child.poll() is None and (out.stat().st_size if out.exists() else 0) < start + growth:
+            time.sleep(0.002)
+        time.sleep(rng.uniform(0, 0.01))
         child.send_signal(signal.SIGKILL)
-        kills += child.wait() == -signal.SIGKILL  # it may have finished first: then not a kill
-    assert kills >= 3
+        _, errors = child.communicate()
+        assert child.returncode in (0, -signal.SIGKILL), errors  # finished first, or killed
+        kills += child.returncode == -signal.SIGKILL
+    assert kills == 5
     target = make_target(tmp_path, "file")
     make_runner(tmp_path, target, records=records).run(once=True)
     target.close()
