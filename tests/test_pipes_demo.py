@@ -36,8 +36,9 @@ def test_demo_runs_to_the_end_and_leaves_no_server(tmp_path: Path) -> None:
     ):
         assert re.search(line, out), line
     total = next(line for line in out.splitlines() if line.startswith("total"))
-    # read 11, filtered 0, mapped 8, skipped 1 (the change FHIR doesn't show), failed 2, delivered 10
-    assert total.split()[1:] == ["11", "0", "8", "1", "2", "10"]
+    # read 11, filtered 0, mapped 8, skipped 1 (the change FHIR doesn't show), failed 2, delivered 10,
+    # dead-lettered 0
+    assert total.split()[1:] == ["11", "0", "8", "1", "2", "10", "0"]
     assert list(tmp_path.iterdir()) == []  # no checkpoint file, nothing written in the working folder
 
     endpoint = re.search(r"at http://127\.0\.0\.1:(\d+)", out)

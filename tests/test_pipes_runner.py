@@ -22,8 +22,9 @@ from pipes_fakes import STREAM_ARN, FakeStreams
 from fhirpipes.dispatch import Dispatcher
 from fhirpipes.pipes.checkpoint import Checkpoints
 from fhirpipes.pipes.cli import build_pipes, run, stop_on_interrupt
+from fhirpipes.pipes.deadletter import DeadLetters
 from fhirpipes.pipes.runner import EnrichmentError, PipeDefinition, Runner, StatusLine, summary_table
-from fhirpipes.pipes.targets import DeliveryError, Target
+from fhirpipes.pipes.targets import DeliveryError, Target, too_large
 from fhirpipes.plugins import load_registry
 from fhirpipes.settings import Settings
 from fhirpipes.testing.stream import attribute_values
@@ -45,14 +46,14 @@ class ListTarget(Target):
         self.on_send = on_send
         self.batches: list[list[dict[str, Any]]] = []
 
-    def send(self, chunk: list[str]) -> list[str]:
+    def send(self, chunk: list[str]) -> dict[int, str | None]:
         if self.on_send:
             self.on_send()
         if self.fail:
             self.fail -= 1
             raise ConnectionError("target down")
         self.batches.append([json.loads(message) for message in chunk])
-        return []
+        return {}
 
     @property
     def events(self) -> list[dict[str, Any]]:
@@ -121,7 +122,15 @@ def test_filter_is_applied_as_the_pipe_declares(dispatcher: Dispatcher) -> None:
     assert result.reason == "caught-up"
     assert entity_ids(target) == [("PUT", "a")]
     counts = result.totals.as_dict()
-    assert counts == {"read": 2, "filtered": 1, "mapped": 1, "skipped": 0, "failed": 0, "delivered": 1}
+    assert counts == {
+        "read": 2,
+        "filtered": 1,
+        "mapped": 1,
+        "skipped": 0,
+        "failed": 0,
+        "delivered": 1,
+        "dead_lettered": 0,
+    }
 
 
 def test_a_poison_record_does_not_block_the_records_behind_it(dispatcher: Dispatcher) -> None:
@@ -328,6 +337,7 @@ def test_status_line_and_logs_carry_counts_and_ids_only(
         "skipped",
         "failed",
         "delivered",
+        "dead-lettered",
     ]
     assert table.splitlines()[2].split() == [
         "Patients-Patient-Pipe",
@@ -338,6 +348,7 @@ def test_status_line_and_logs_carry_counts_and_ids_only(
         "0",
         "1",
         "2",
+        "0",
     ]
 
 
@@ -348,6 +359,164 @@ def test_the_status_line_stays_off_when_not_a_terminal() -> None:
 
     status.update(Counters(read=1), force=True)
     assert screen.getvalue() == ""
+
+
+# --- unit: refused events go to the dead-letter file ------------------------------------------
+
+
+class LimitedTarget(ListTarget):
+    """A target that can't take a message over ``limit`` bytes (as CloudWatch Logs can't over 256 KB)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def refuse(self, message: str) -> str | None:
+        return too_large(message, self.limit, "test")
+
+
+def test_an_event_over_the_targets_limit_is_dead_lettered_and_the_run_goes_on(
+    dispatcher: Dispatcher, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = one_shard()
+    fake.put("s1", "INSERT", "a", new=patient("a"))
+    big = fake.put("s1", "INSERT", "big", new=patient("big", lastName=SECRET * 1000))
+    last = fake.put("s1", "INSERT", "c", new=patient("c"))
+    path = tmp_path / "cp.json"
+    target = LimitedTarget(5_000)
+    with caplog.at_level(logging.WARNING, logger="fhirpipes"):
+        result = make_runner(dispatcher, fake, target, Checkpoints(path), batch_size=2).run(once=True)
+    assert [entity for _, entity in entity_ids(target)] == ["a", "c"]
+    assert result.totals.dead_lettered == 1 and result.totals.delivered == 2
+    assert Checkpoints(path).get("Patients-Patient-Pipe", STREAM_ARN, "s1") == last
+    dead = path.with_name("cp.dead-letters.jsonl")
+    [entry] = [json.loads(line) for line in dead.read_text().splitlines()]
+    assert entry.pop("time").endswith("Z")
+    assert entry == {
+        "pipe": "Patients-Patient-Pipe",
+        "streamArn": STREAM_ARN,
+        "shardId": "s1",
+        "sequenceNumber": big,
+        "firstSequenceNumber": "101",
+        "lastSequenceNumber": big,
+        "eventID": f"evt-{big}",
+        "target": "list",
+        "error": entry["error"],
+    }
+    assert entry["error"].startswith("the message is ") and "over the test limit of 5000" in entry["error"]
+    assert SECRET not in dead.read_text() and SECRET not in caplog.text  # no body unless asked for
+    assert oct(dead.stat().st_mode & 0o777) == "0o600"
+
+    again = LimitedTarget(5_000)
+    assert make_runner(dispatcher, fake, again, Checkpoints(path)).run(once=True).totals.read == 0
+    assert len(dead.read_text().splitlines()) == 1
+
+
+def test_dead_letter_bodies_only_when_asked_for(dispatcher: Dispatcher, tmp_path: Path) -> None:
+    fake = one_shard()
+    fake.put("s1", "INSERT", "big", new=patient("big", lastName="x" * 6000))
+    letters = DeadLetters(tmp_path / "dead.jsonl", bodies=True)
+    runner = Runner(
+        dispatcher,
+        [pipe()],
+        streams_client=fake,
+        target=LimitedTarget(5_000),
+        dead_letters=letters,
+        poll_seconds=0,
+    )
+    runner.run(once=True)
+    letters.close()
+    [entry] = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]
+    assert entry["event"]["details"]["entity"]["name"][0]["family"] == "x" * 6000
+
+
+def test_memory_only_checkpoints_keep_dead_letters_in_memory(
+    dispatcher: Dispatcher, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    fake = one_shard()
+    fake.put("s1", "INSERT", "big", new=patient("big", lastName="x" * 6000))
+    runner = make_runner(dispatcher, fake, LimitedTarget(5_000))
+    assert runner.run(once=True).totals.dead_lettered == 1
+    assert [entry["eventID"] for entry in runner.dead_letters.entries] == ["evt-101"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_batch_is_cut_from_the_file_target_at_once(dispatcher: Dispatcher, tmp_path: Path) -> None:
+    from fhirpipes.pipes.targets import FileTarget
+
+    fake = one_shard()
+    for n in range(4):
+        fake.put("s1", "INSERT", f"p{n}", new=patient(f"p{n}"))
+    out = tmp_path / "events.jsonl"
+    calls = [0]
+
+    def second_batch_dies(step: str) -> None:
+        if step == "after-write":
+            calls[0] += 1
+            if calls[0] == 2:
+                raise ConnectionError("the next step failed")
+
+    target = FileTarget(out)
+    runner = make_runner(dispatcher, fake, target, Checkpoints(tmp_path / "cp.json"), batch_size=2)
+    runner.on_step = second_batch_dies
+    with pytest.raises(ConnectionError):
+        runner.run(once=True)
+    target.close()
+    assert [json.loads(line)["eventID"] for line in out.read_text().splitlines()] == ["evt-101", "evt-102"]
+
+
+# --- the CLI checks everything before it starts anything ---------------------------------------
+
+
+def one_error_line(result: Any) -> str:
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith("Error: ")
+    assert "embedded DynamoDB at" not in result.output and "retrying" not in result.output
+    return str(lines[0])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--target", "bogus"], "Error: unknown target 'bogus': use stdout, file:PATH"),
+        (["--target", "sqs:bad name"], "a queue name is"),
+        (["--target", "file:{tmp}"], "is a directory; name a file"),
+        (["--target", "file:{tmp}/plain/events.jsonl"], "is not a directory"),
+        (["--checkpoint", "{tmp}/plain/cp.json"], "the checkpoint file"),
+        (["--target", "file:{tmp}/cp.json", "--checkpoint", "{tmp}/cp.json"], "is also the checkpoint file"),
+        (
+            ["--target", "file:{tmp}/cp.dead-letters.jsonl", "--checkpoint", "{tmp}/cp.json"],
+            "is also the dead-letter file",
+        ),
+        (["--target", "stdout", "--target-endpoint-url", "http://x"], "--target-endpoint-url is for"),
+        (["--region", "eu-west-1"], "--embedded starts its own endpoint"),
+    ],
+)
+def test_cli_run_refuses_bad_options_before_starting_anything(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    (tmp_path / "plain").write_text("")
+    args = [arg.replace("{tmp}", str(tmp_path)) for arg in args]
+    result = CliRunner().invoke(run, ["--embedded", "--once", *args])
+    assert result.exit_code in (1, 2), result.output
+    if result.exit_code == 2:  # click's usage errors come with the usage line
+        assert message in result.output and "embedded DynamoDB at" not in result.output
+    else:
+        assert message in one_error_line(result)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_cli_run_refuses_an_unwritable_folder(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        result = CliRunner().invoke(run, ["--embedded", "--once", "--target", f"file:{locked}/events.jsonl"])
+    finally:
+        locked.chmod(0o700)
+    assert "is not writable" in one_error_line(result)
 
 
 # --- against the embedded DynamoDB -------------------------------------------------------------
@@ -413,6 +582,7 @@ def test_end_to_end_from_put_item_to_a_file(
         "skipped": 0,
         "failed": 1,
         "delivered": 5,
+        "dead_lettered": 0,
     }
 
 
@@ -463,7 +633,7 @@ def test_cli_run_to_cloudwatch_with_checkpoint_and_restart(
 
 @pytest.mark.slow
 def test_cli_run_refuses_an_unknown_table_and_a_missing_stream(
-    embedded: Any, monkeypatch: pytest.MonkeyPatch
+    embedded: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
@@ -474,7 +644,7 @@ def test_cli_run_refuses_an_unknown_table_and_a_missing_stream(
         "us-east-1",
         "--once",
         "--checkpoint",
-        os.devnull,
+        str(tmp_path / "cp.json"),
     ]
     unknown = CliRunner().invoke(run, [*base, "--table", "Nope"])
     assert unknown.exit_code == 1
@@ -529,3 +699,72 @@ def test_importing_the_local_pipe_does_not_import_boto3_or_moto() -> None:
     )
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert completed.stdout.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_cli_run_dead_letters_an_oversized_error_event_and_goes_on(
+    embedded: Any, patients: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("FHIRPIPES_PLUGINS", "patient")
+    sqs = embedded.config.client("sqs")
+    url = sqs.create_queue(QueueName="dead-letter-test")["QueueUrl"]
+    checkpoint = tmp_path / "cp.json"
+    args = [
+        "--endpoint-url",
+        embedded.endpoint_url,
+        "--region",
+        "us-east-1",
+        "--target",
+        "sqs:dead-letter-test",
+        "--checkpoint",
+        str(checkpoint),
+        "--once",
+    ]
+    put(patients, "a")
+    # A poison record of 300 KB: its error event carries the whole record, over SQS's 256 KB.
+    put(patients, "poison", birthDate="not-a-date", notes=SECRET * 40_000)
+    put(patients, "c")
+    first = CliRunner().invoke(run, args)
+    assert first.exit_code == 0, first.output
+    assert "dead-lettered" in first.stderr
+    row = next(line for line in first.stderr.splitlines() if line.startswith("Patients-Patient-Pipe"))
+    assert row.split()[-2:] == ["2", "1"]  # delivered 2, dead-lettered 1
+    dead = tmp_path / "cp.dead-letters.jsonl"
+    assert f"1 event(s) the target can never take are in {dead}" in first.stderr
+    [entry] = [json.loads(line) for line in dead.read_text().splitlines()]
+    assert entry["target"] == "sqs:dead-letter-test" and "over the SQS limit" in entry["error"]
+    assert SECRET not in dead.read_text() and SECRET not in first.output
+    received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    ids = sorted(json.loads(m["Body"])["details"]["entity"]["id"] for m in received)
+    assert ids == ["a", "c"]
+
+    again = CliRunner().invoke(run, args)
+    assert again.exit_code == 0
+    assert len(dead.read_text().splitlines()) == 1  # not again
+
+
+@pytest.mark.slow
+def test_cli_run_refuses_a_target_file_another_run_is_writing(tmp_path: Path) -> None:
+    from fhirpipes.pipes.appendfile import AppendFile
+
+    holder = AppendFile(tmp_path / "events.jsonl")
+    holder.open()
+    try:
+        result = CliRunner().invoke(
+            run,
+            [
+                "--embedded",
+                "--once",
+                "--target",
+                f"file:{tmp_path}/events.jsonl",
+                "--checkpoint",
+                f"{tmp_path}/cp.json",
+            ],
+        )
+    finally:
+        holder.close()
+    assert result.exit_code == 1
+    assert "is being written by another run" in result.output
+    assert "retrying" not in result.output

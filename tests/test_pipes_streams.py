@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pipes_fakes import STREAM_ARN, FakeStreams
@@ -183,7 +184,7 @@ def test_checkpoints_persist_atomically_and_never_go_back(tmp_path: Path) -> Non
     again = Checkpoints(path)
     assert again.shards("pipe", STREAM_ARN) == {"s1": "120", "s2": "7"}
     assert again.get("other", STREAM_ARN, "s1") is None
-    assert json.loads(path.read_text())["version"] == 1
+    assert json.loads(path.read_text())["version"] == 2
     assert [p.name for p in path.parent.iterdir()] == ["checkpoints.json"]  # no temporary left
 
 
@@ -196,10 +197,55 @@ def test_memory_only_checkpoints_write_nothing(tmp_path: Path, monkeypatch: pyte
 
 
 @pytest.mark.parametrize(
-    "text", ["not json", '{"version": 2, "pipes": {}}', '{"version": 1, "pipes": {"p": 3}}']
+    "text",
+    [
+        "not json",
+        '{"version": 3, "pipes": {}}',
+        '{"version": 2, "pipes": {}, "outputs": []}',
+        '{"version": 1, "pipes": {"p": 3}}',
+    ],
 )
 def test_a_foreign_checkpoint_file_is_refused(tmp_path: Path, text: str) -> None:
     path = tmp_path / "checkpoints.json"
     path.write_text(text)
     with pytest.raises(ConfigurationError, match="checkpoint file"):
         Checkpoints(path)
+
+
+def test_a_version_1_checkpoint_file_is_read_and_outputs_are_saved_with_the_shard(tmp_path: Path) -> None:
+    path = tmp_path / "checkpoints.json"
+    path.write_text(json.dumps({"version": 1, "pipes": {"pipe": {STREAM_ARN: {"s1": "5"}}}}))
+    checkpoints = Checkpoints(path)
+    assert checkpoints.get("pipe", STREAM_ARN, "s1") == "5"
+    checkpoints.advance("pipe", STREAM_ARN, "s1", "9", {"file:/x": {"offset": 10, "tail": "ab"}})
+    again = Checkpoints(path)
+    assert again.get("pipe", STREAM_ARN, "s1") == "9"
+    assert again.output("file:/x") == {"offset": 10, "tail": "ab"}
+    # The shard did not move but the output did (a batch of filtered records can't do that, but
+    # the write must not be skipped if it ever happens).
+    again.advance("pipe", STREAM_ARN, "s1", "9", {"file:/x": {"offset": 20, "tail": "cd"}})
+    assert Checkpoints(path).output("file:/x") == {"offset": 20, "tail": "cd"}
+
+
+def test_stream_reads_are_retried_after_a_dropped_connection() -> None:
+    from botocore.exceptions import ConnectionClosedError, ReadTimeoutError
+
+    class Flaky(FakeStreams):
+        failures = [
+            ConnectionClosedError(endpoint_url="http://127.0.0.1:1"),
+            ReadTimeoutError(endpoint_url="x"),
+        ]
+
+        def get_records(self, ShardIterator: str, Limit: int = 1000) -> dict[str, Any]:
+            if self.failures:
+                raise self.failures.pop(0)
+            return super().get_records(ShardIterator, Limit)
+
+    fake = Flaky()
+    fake.add_shard("s1")
+    fake.put("s1", "INSERT", "a")
+    sleeps: list[float] = []
+    reader = StreamReader(fake, STREAM_ARN, sleep=sleeps.append)
+    [shard] = reader.readable()
+    assert [r["eventID"] for r in reader.read(shard)] == ["evt-101"]
+    assert len(sleeps) == 2

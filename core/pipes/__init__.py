@@ -2,7 +2,8 @@
 
 Filters (EventBridge event patterns, `fhirpipes.pipes.patterns`), input templates
 (`fhirpipes.pipes.input_template`), and the runner that reads a real DynamoDB stream API and
-delivers to a target (`runner`, `streams`, `checkpoint`, `targets`, `embedded`). Names load on first use, so ``import fhirpipes.pipes``
+delivers to a target (`runner`, `streams`, `checkpoint`, `targets`, `embedded`), with the delivery
+guarantees of `runner` (`appendfile`, `deadletter`, `retry`). Names load on first use, so ``import fhirpipes.pipes``
 stays cheap; to add one, list it in ``_EXPORTS`` with the submodule that defines it.
 """
 
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
     # Relative, so mypy resolves them however it names this folder (core.pipes or fhirpipes.pipes);
     # never executed, so the double-import TID251 guards against can't happen.
     from .checkpoint import Checkpoints  # noqa: TID251
+    from .deadletter import DeadLetters  # noqa: TID251
     from .embedded import EmbeddedAws  # noqa: TID251
     from .input_template import (  # noqa: TID251
         MAX_INPUT_TEMPLATE_LENGTH,
@@ -38,13 +40,15 @@ if TYPE_CHECKING:
     )
     from .runner import Counters, EnrichmentError, PipeDefinition, Runner, RunResult  # noqa: TID251
     from .streams import StreamReader, normalise_record  # noqa: TID251
-    from .targets import DeliveryError, Target, deliver, parse_target  # noqa: TID251
+    from .targets import Delivery, DeliveryError, Target, deliver, parse_target  # noqa: TID251
 
 # name -> submodule (relative to this package) that defines it
 _EXPORTS: dict[str, str] = {
     "Checkpoints": "checkpoint",
     "CompiledPattern": "patterns",
     "Counters": "runner",
+    "DeadLetters": "deadletter",
+    "Delivery": "targets",
     "DeliveryError": "targets",
     "EmbeddedAws": "embedded",
     "EnrichmentError": "runner",
@@ -76,6 +80,8 @@ __all__ = [  # noqa: RUF022 -- plain sorted() order, the same as sorted(_EXPORTS
     "Checkpoints",
     "CompiledPattern",
     "Counters",
+    "DeadLetters",
+    "Delivery",
     "DeliveryError",
     "EmbeddedAws",
     "EnrichmentError",

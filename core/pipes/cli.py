@@ -12,6 +12,8 @@ Where the streams are read from:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import os
 import signal
 import sys
 import threading
@@ -25,10 +27,13 @@ from fhirpipes import logs
 from fhirpipes.dispatch import Dispatcher
 from fhirpipes.errors import ConfigurationError, FhirpipesError
 from fhirpipes.mapper import Mapper
+from fhirpipes.pipes.appendfile import check_writable
 from fhirpipes.pipes.aws import AwsConfig
 from fhirpipes.pipes.checkpoint import DEFAULT_PATH, Checkpoints
+from fhirpipes.pipes.deadletter import DeadLetters, dead_letter_path
 from fhirpipes.pipes.input_template import InvalidInputTemplate, validate_input_template
 from fhirpipes.pipes.patterns import InvalidPattern
+from fhirpipes.pipes.retry import describe
 from fhirpipes.pipes.runner import PipeDefinition, Runner, RunResult, StatusLine, pipe_name, summary_table
 from fhirpipes.pipes.streams import StartingPosition, stream_arn_of
 from fhirpipes.plugins import Registry, load_registry
@@ -176,7 +181,8 @@ def _template_option(value: str | None) -> str | None:
     "--checkpoint",
     type=click.Path(dir_okay=False),
     default=None,
-    help=f"Checkpoint file [default: {DEFAULT_PATH}; in memory with --embedded].",
+    help=f"Checkpoint file [default: {DEFAULT_PATH}; in memory with --embedded]. Refused events go "
+    "to the dead-letter file beside it (<name>.dead-letters.jsonl).",
 )
 @click.option("--embedded", is_flag=True, help="Start an embedded DynamoDB (moto) and create the tables.")
 @click.option(
@@ -196,6 +202,11 @@ def _template_option(value: str | None) -> str | None:
 @click.option(
     "--target-input-template", metavar="TEXT|@FILE", help="The target's input template (default: none)."
 )
+@click.option(
+    "--dead-letter-bodies",
+    is_flag=True,
+    help="Also write the refused events themselves (PHI) to the dead-letter file, not only where they are.",
+)
 @click.option("--once", is_flag=True, help="Stop when every stream is read to its end.")
 @click.option("--max-seconds", type=click.FloatRange(min=0), help="Stop after this many seconds.")
 @click.option(
@@ -213,6 +224,7 @@ def _template_option(value: str | None) -> str | None:
 )
 def run(
     tables: tuple[str, ...],
+    dead_letter_bodies: bool,
     target: str,
     checkpoint: str | None,
     embedded: bool,
@@ -231,16 +243,29 @@ def run(
     """Run the mappers' Pipes locally: read each table's DynamoDB stream, filter and batch as the
     Pipe declares, map through the Lambda's code path and deliver to a target, checkpointing as
     it goes. Ctrl-C stops after the batch in hand."""
-    if embedded and (endpoint_url or profile):
-        raise click.UsageError("--embedded starts its own endpoint: drop --endpoint-url/--profile")
     status = StatusLine()
     try:
-        # Checked before anything starts: a typo in a template costs no server start.
+        # Everything that can be checked is checked before anything starts: a typo costs no
+        # server start, no stream read and no retry.
+        plan = plan_run(
+            target=target,
+            checkpoint=checkpoint,
+            embedded=embedded,
+            endpoint_url=endpoint_url,
+            target_endpoint_url=target_endpoint_url,
+            region=region,
+            profile=profile,
+            dead_letter_bodies=dead_letter_bodies,
+        )
         input_template = _template_option(input_template)
         target_input_template = _template_option(target_input_template)
         validate_input_template(input_template)
         validate_input_template(target_input_template)
         with contextlib.ExitStack() as stack:
+            stack.enter_context(logging_to(log_level.upper(), _AboveStatus(status)))
+            settings = Settings.from_env()
+            registry, dispatcher = build_dispatcher(settings)
+            mappers = select_mappers(registry, tables)
             if embedded:
                 from fhirpipes.pipes.embedded import EmbeddedAws
 
@@ -248,10 +273,6 @@ def run(
                 aws = server.config
             else:
                 aws = AwsConfig(endpoint_url=endpoint_url, region=region, profile=profile)
-            stack.enter_context(logging_to(log_level.upper(), _AboveStatus(status)))
-            settings = Settings.from_env()
-            registry, dispatcher = build_dispatcher(settings)
-            mappers = select_mappers(registry, tables)
             session = aws.session()
             dynamodb = aws.client("dynamodb", session)
             if embedded:
@@ -273,19 +294,22 @@ def run(
                 input_template=input_template,
                 target_input_template=target_input_template,
             )
+            from fhirpipes.pipes.retry import retrying
             from fhirpipes.pipes.targets import StreamTarget, parse_target
 
             the_target = parse_target(target, aws.with_endpoint(target_endpoint_url), create_missing=embedded)
             if isinstance(the_target, StreamTarget):
                 the_target.before_write = status.clear
             stack.callback(the_target.close)
-            path = checkpoint if checkpoint is not None else (None if embedded else DEFAULT_PATH)
+            retrying(the_target.prepare, what="connecting to the target")
+            stack.callback(plan.dead_letters.close)
             runner = Runner(
                 dispatcher,
                 pipes,
                 streams_client=aws.client("dynamodbstreams", session),
                 target=the_target,
-                checkpoints=Checkpoints(path),
+                checkpoints=plan.checkpoints,
+                dead_letters=plan.dead_letters,
                 status=status,
             )
             with stop_on_interrupt(runner):
@@ -294,12 +318,68 @@ def run(
         # The pattern and template errors name the pattern or template, never a record value.
         status.clear()
         raise click.ClickException(str(exc)) from exc
+    except OSError as exc:  # a file of the run (checkpoint, dead letters) that can't be written
+        status.clear()
+        raise click.ClickException(f"{exc.filename or 'a file'}: {describe(exc)}") from exc
     except Exception as exc:
         if type(exc).__module__.startswith(("botocore", "boto3")):
             status.clear()
             raise click.ClickException(aws_failure(exc)) from exc
         raise
     report(result, err=True)
+    if result.totals.dead_lettered:
+        click.echo(
+            f"{result.totals.dead_lettered} event(s) the target can never take are in "
+            f"{plan.dead_letters.path or 'memory'}",
+            err=True,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class RunPlan:
+    """What `plan_run` checked and opened: the checkpoints (read) and the dead-letter file."""
+
+    checkpoints: Checkpoints
+    dead_letters: DeadLetters
+
+
+def plan_run(
+    *,
+    target: str,
+    checkpoint: str | None,
+    embedded: bool,
+    endpoint_url: str | None = None,
+    target_endpoint_url: str | None = None,
+    region: str | None = None,
+    profile: str | None = None,
+    dead_letter_bodies: bool = False,
+) -> RunPlan:
+    """Check the options, the target specification and every path before anything starts
+    (`click.UsageError` or `ConfigurationError`, one line); read the checkpoint file."""
+    from fhirpipes.pipes.targets import FileTarget, StreamTarget, parse_target
+
+    if embedded and (endpoint_url or profile or region):
+        raise click.UsageError(
+            "--embedded starts its own endpoint in us-east-1: drop --endpoint-url/--profile/--region"
+        )
+    spec = parse_target(target)  # syntax, names, and a file target's path: no client yet
+    if target_endpoint_url and isinstance(spec, StreamTarget | FileTarget):
+        raise click.UsageError(f"--target-endpoint-url is for cloudwatch and sqs targets, not {target}")
+    path = checkpoint if checkpoint is not None else (None if embedded else str(DEFAULT_PATH))
+    if path is not None:
+        # The checkpoint is replaced by a rename: its folder must be writable, not only the file.
+        check_writable(Path(path), "the checkpoint file", folder=True)
+    dead_path = dead_letter_path(path if path is not None else DEFAULT_PATH)
+    dead_letters = DeadLetters(dead_path, bodies=dead_letter_bodies)
+    dead_letters.check()
+    if isinstance(spec, FileTarget):
+        taken = {
+            os.path.abspath(p): what for p, what in ((dead_path, "dead-letter"), (path, "checkpoint")) if p
+        }
+        clash = taken.get(os.path.abspath(spec.path))
+        if clash:
+            raise ConfigurationError(f"the target file {spec.path} is also the {clash} file; name another")
+    return RunPlan(Checkpoints(path), dead_letters)
 
 
 def report(result: RunResult, *, err: bool) -> None:
@@ -319,6 +399,7 @@ __all__ = [
     "build_dispatcher",
     "build_pipes",
     "logging_to",
+    "plan_run",
     "report",
     "run",
     "select_mappers",

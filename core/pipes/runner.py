@@ -5,7 +5,20 @@ mapper). The `Runner` reads each Pipe's stream (`StreamReader`), keeps the recor
 pass (`matches_any`, the EventBridge pattern semantics), batches them per shard as the Pipe
 declares (batch size, batching window), applies the input template if any, calls the enrichment
 through the very code path of the Lambda (`Dispatcher.map_batch`), delivers the events to the
-target (`deliver`, with retries), and only then advances the shard's checkpoint.
+target (`deliver`, with retries), sets aside in the dead-letter file what the target can never
+take, and only then advances the shard's checkpoint, in one atomic write with the positions of
+the exactly-once outputs (the file target, the dead-letter file).
+
+The guarantee (each line is tested by killing the runner at each step of a batch):
+
+* nothing is lost: a shard's checkpoint moves only past records whose events the target took
+  (or, refused for good, the dead-letter file holds);
+* the file target and the dead-letter file hold each event exactly once, whole, whatever the
+  crash: what a batch wrote before its checkpoint is cut at restart and written again;
+* the other targets get each event at least once: after a crash between the target's write and
+  the checkpoint, the batch is delivered again (every event carries its ``eventID``);
+* refused: an event over the target's limit (or that SQS refuses as the sender's fault) goes to
+  the dead-letter file, is counted as ``dead_lettered``, and the run goes on.
 
 What happens when:
 
@@ -13,7 +26,8 @@ What happens when:
   (a poison record never blocks the records behind it);
 * the enrichment raises (``FHIRPIPES_ON_ERROR=raise``, a lookup timing out): the batch is
   retried, as Pipes does, then the run stops with `EnrichmentError`, checkpoint not advanced;
-* the target fails after its retries: the run stops with `DeliveryError`, checkpoint not advanced;
+* the target fails permanently, or transiently after its retries: the run stops with
+  `DeliveryError`, checkpoint not advanced, what an exactly-once output took of it cut;
 * `Runner.stop` (Ctrl-C): the batch in hand is finished and checkpointed, then the run ends;
   records read but not yet delivered are read again next time.
 
@@ -34,19 +48,22 @@ from fhirpipes.errors import ConfigurationError, FhirpipesError
 from fhirpipes.logs import logger
 from fhirpipes.mapper import Mapper
 from fhirpipes.pipes.checkpoint import Checkpoints
+from fhirpipes.pipes.deadletter import DeadLetters, dead_letter_path
 from fhirpipes.pipes.input_template import (
     PipeContext,
     render_input_template_batch,
     validate_input_template,
 )
 from fhirpipes.pipes.patterns import matches_any, validate_filters
+from fhirpipes.pipes.retry import retrying
 from fhirpipes.pipes.streams import ShardState, StartingPosition, StreamReader
-from fhirpipes.pipes.targets import Target, deliver
+from fhirpipes.pipes.targets import Delivery, Target, deliver
 
 POLL_SECONDS = 0.25  # Pipes polls a DynamoDB stream shard about four times a second
 ENRICHMENT_ATTEMPTS = 3
 ENRICHMENT_BACKOFF_SECONDS = 0.5
-COUNTERS = ("read", "filtered", "mapped", "skipped", "failed", "delivered")
+COUNTERS = ("read", "filtered", "mapped", "skipped", "failed", "delivered", "dead_lettered")
+STEPS = ("before-map", "before-deliver", "after-write", "before-checkpoint", "after-checkpoint")
 
 
 class EnrichmentError(FhirpipesError):
@@ -57,7 +74,8 @@ class EnrichmentError(FhirpipesError):
 class Counters:
     """Records ``read`` from the stream, ``filtered`` out, ``mapped`` (PUT/DELETE events),
     ``skipped`` by the enrichment (nothing FHIR shows changed, deletes ignored), ``failed``
-    (error events) and events ``delivered`` to the target."""
+    (error events), events ``delivered`` to the target and ``dead_lettered`` (refused by it for
+    good, in the dead-letter file)."""
 
     read: int = 0
     filtered: int = 0
@@ -65,6 +83,7 @@ class Counters:
     skipped: int = 0
     failed: int = 0
     delivered: int = 0
+    dead_lettered: int = 0
 
     def add(self, other: Counters) -> None:
         for name in COUNTERS:
@@ -202,7 +221,7 @@ class StatusLine:
         if not force and now - self._at < 0.1:
             return
         self._at = now
-        text = "  ".join(f"{name} {value}" for name, value in counters.as_dict().items())
+        text = "  ".join(f"{label(name)} {value}" for name, value in counters.as_dict().items())
         self.stream.write(f"\r\x1b[K{text}")
         self.stream.flush()
         self._shown = True
@@ -223,6 +242,11 @@ class Runner:
         streams_client: a boto3 ``dynamodbstreams`` client (or a fake with its methods).
         target: where events go.
         checkpoints: where shard positions are kept.
+        dead_letters: where events the target refuses go (default: the file beside the
+            checkpoints, or in memory with memory-only checkpoints).
+        on_step: called with each of `STEPS` as a batch goes through them (tests kill the
+            process there to check the guarantee; a tracer can time them).
+        rng: the random source of the retries' jitter.
     """
 
     def __init__(
@@ -233,6 +257,9 @@ class Runner:
         streams_client: Any,
         target: Target,
         checkpoints: Checkpoints | None = None,
+        dead_letters: DeadLetters | None = None,
+        on_step: Callable[[str], None] | None = None,
+        rng: Any = None,
         poll_seconds: float = POLL_SECONDS,
         status: StatusLine | None = None,
         delivery_attempts: int = 5,
@@ -245,6 +272,12 @@ class Runner:
         self.dispatcher = dispatcher
         self.target = target
         self.checkpoints = checkpoints or Checkpoints()
+        if dead_letters is None:
+            path = self.checkpoints.path
+            dead_letters = DeadLetters(dead_letter_path(path) if path is not None else None)
+        self.dead_letters = dead_letters
+        self.on_step = on_step
+        self.rng = rng
         self.poll_seconds = poll_seconds
         self.status = status or StatusLine(enabled=False)
         self.delivery_attempts = delivery_attempts
@@ -263,10 +296,31 @@ class Runner:
                     starting_position=pipe.starting_position,
                     positions=self.checkpoints.shards(pipe.name, pipe.stream_arn),
                     clock=clock,
+                    sleep=sleep,
                 ),
             )
             for pipe in pipes
         ]
+        # Cut what the outputs hold beyond the last checkpoint (a batch written but never
+        # checkpointed, a line torn by a crash): it is read from the stream and written again.
+        started: dict[str, dict[str, Any]] = {}
+        for output in self._outputs:
+            saved = self.checkpoints.output(output.key)
+            output.recover(saved)
+            position = output.position()
+            if saved is None and position is not None:
+                started[output.key] = position
+        # An output new to this checkpoint file: its length now is saved before the first
+        # batch, or a crash before the first checkpoint would leave that batch to be repeated.
+        self.checkpoints.record_outputs(started)
+
+    @property
+    def _outputs(self) -> tuple[Target | DeadLetters, ...]:
+        return (self.target, self.dead_letters)
+
+    def _step(self, step: str) -> None:
+        if self.on_step is not None:
+            self.on_step(step)
 
     # --- control ------------------------------------------------------------------------------
 
@@ -323,6 +377,8 @@ class Runner:
         finally:
             self.status.update(self.totals, force=True)
             self.status.clear()
+            # Let go of the dead-letter file (and its lock); it opens again if the run resumes.
+            self.dead_letters.close()
         return RunResult(reason, tuple((run.definition, run.counters) for run in self.runs))
 
     def _pause(self) -> None:
@@ -383,21 +439,40 @@ class Runner:
             if len(buffer.pending) < size and not force and window > 0 and waited < window:
                 break
             batch = buffer.pending[:size]
-            self._process(run, batch)
+            try:
+                self._process(run, shard, batch)
+            except BaseException:
+                # Not checkpointed: what the exactly-once outputs took of it goes too.
+                for output in self._outputs:
+                    output.rollback()
+                raise
             del buffer.pending[: len(batch)]
             buffer.window_started = self._clock() if buffer.pending else None
             position = batch[-1]["dynamodb"]["SequenceNumber"] if buffer.pending else buffer.last_seen
+            self._step("before-checkpoint")
             self._checkpoint(run, shard, position)
+            self._step("after-checkpoint")
         if not buffer.pending and buffer.last_seen is not None:
             # Only filtered records since the last batch: move past them too.
             self._checkpoint(run, shard, buffer.last_seen)
 
     def _checkpoint(self, run: PipeRun, shard: ShardState, position: str | None) -> None:
-        if position is not None:
-            self.checkpoints.advance(run.definition.name, run.definition.stream_arn, shard.shard_id, position)
+        if position is None:
+            return
+        outputs: dict[str, dict[str, Any]] = {}
+        for output in self._outputs:
+            saved = output.position()
+            if saved is not None:
+                outputs[output.key] = saved
+        self.checkpoints.advance(
+            run.definition.name, run.definition.stream_arn, shard.shard_id, position, outputs
+        )
+        for output in self._outputs:
+            output.commit()
 
-    def _process(self, run: PipeRun, batch: list[dict[str, Any]]) -> None:
+    def _process(self, run: PipeRun, shard: ShardState, batch: list[dict[str, Any]]) -> None:
         definition = run.definition
+        self._step("before-map")
         ingestion = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         pipe = {**run.context, "ingestion_time": ingestion}
         template_context = PipeContext(
@@ -416,18 +491,26 @@ class Runner:
             else:
                 run.counters.mapped += 1
         run.counters.skipped += max(0, len(batch) - len(events))
+        mapped = events
         if definition.target_input_template:
             events = render_input_template_batch(
                 definition.target_input_template, events, pipe=template_context
             )
+        self._step("before-deliver")
+        delivery = Delivery(0)
         if events:
-            run.counters.delivered += deliver(
+            delivery = deliver(
                 self.target,
                 events,
                 attempts=self.delivery_attempts,
                 backoff=self.delivery_backoff,
                 sleep=self._sleep,
+                rng=self.rng,
             )
+            self._step("after-write")
+            run.counters.delivered += delivery.delivered
+            if delivery.refused:
+                self._dead_letter(run, shard, batch, mapped, events, delivery)
         logger.info(
             "batch delivered",
             extra={
@@ -435,8 +518,59 @@ class Runner:
                     "pipe": definition.name,
                     "records": len(batch),
                     "events": len(events),
+                    "deadLettered": len(delivery.refused),
                     "firstSequenceNumber": batch[0]["dynamodb"]["SequenceNumber"],
                     "lastSequenceNumber": batch[-1]["dynamodb"]["SequenceNumber"],
+                }
+            },
+        )
+
+    def _dead_letter(
+        self,
+        run: PipeRun,
+        shard: ShardState,
+        batch: list[dict[str, Any]],
+        mapped: list[Any],
+        events: list[Any],
+        delivery: Delivery,
+    ) -> None:
+        """The refused events to the dead-letter file, each with where its record is in the stream."""
+        sequences = {record.get("eventID"): record["dynamodb"]["SequenceNumber"] for record in batch}
+        entries, bodies = [], []
+        for index, reason in delivery.refused:
+            # The event as mapped names its record, even when a target template reshaped it.
+            source = mapped[index] if len(mapped) == len(events) else events[index]
+            event_id = source.get("eventID") if isinstance(source, Mapping) else None
+            entries.append(
+                {
+                    "pipe": run.definition.name,
+                    "streamArn": run.definition.stream_arn,
+                    "shardId": shard.shard_id,
+                    "sequenceNumber": sequences.get(event_id),
+                    "firstSequenceNumber": batch[0]["dynamodb"]["SequenceNumber"],
+                    "lastSequenceNumber": batch[-1]["dynamodb"]["SequenceNumber"],
+                    "eventID": event_id,
+                    "target": self.target.name,
+                    "error": reason,
+                }
+            )
+            bodies.append(events[index])
+        # A dead-letter write that fails is cut back (AppendFile), so retrying it is safe.
+        retrying(
+            lambda: self.dead_letters.add(entries, bodies),
+            what="writing the dead-letter file",
+            backoff=self.delivery_backoff,
+            sleep=self._sleep,
+        )
+        run.counters.dead_lettered += len(entries)
+        logger.warning(
+            "events the target can never take went to the dead-letter file",
+            extra={
+                "fhirpipes": {
+                    "pipe": run.definition.name,
+                    "events": len(entries),
+                    "eventIDs": [entry["eventID"] for entry in entries],
+                    "deadLetters": str(self.dead_letters.path) if self.dead_letters.path else None,
                 }
             },
         )
@@ -461,9 +595,14 @@ class Runner:
         raise AssertionError("unreachable")  # pragma: no cover
 
 
+def label(counter: str) -> str:
+    """A counter's name as shown: ``dead_lettered`` -> ``dead-lettered``."""
+    return counter.replace("_", "-")
+
+
 def summary_table(result: RunResult) -> str:
     """The counts per Pipe and in total, as a plain-text table."""
-    header = ("pipe", "table", *COUNTERS)
+    header = ("pipe", "table", *map(label, COUNTERS))
     rows = [(d.name, d.table, *map(str, c.as_dict().values())) for d, c in result.pipes]
     if len(rows) > 1:
         rows.append(("total", "", *map(str, result.totals.as_dict().values())))

@@ -10,6 +10,9 @@ stay in order. Where a shard starts:
 * otherwise the Pipe's starting position: ``TRIM_HORIZON``, or ``LATEST`` (a closed shard is
   then skipped: nothing new can arrive in it).
 
+Every stream API call is retried after a transient failure (a dropped connection, a timeout,
+throttling, a 5xx: `fhirpipes.pipes.retry`); reads are idempotent, so retrying is always safe.
+
 `normalise_record` bridges what GetRecords returns (through boto3) to what a Pipe sends the
 enrichment: boto3 gives binary values as bytes and ``ApproximateCreationDateTime`` as a
 datetime, and GetRecords records carry no ``eventSourceARN``; a Pipe sends base64 text, epoch
@@ -27,6 +30,7 @@ from typing import Any, Literal
 
 from fhirpipes.errors import ConfigurationError
 from fhirpipes.logs import logger
+from fhirpipes.pipes.retry import retrying
 
 StartingPosition = Literal["TRIM_HORIZON", "LATEST"]
 GET_RECORDS_LIMIT = 1000  # the API's maximum
@@ -120,6 +124,9 @@ class StreamReader:
         limit: int = GET_RECORDS_LIMIT,
         refresh_seconds: float = REFRESH_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        attempts: int = 5,
+        backoff: float = 0.5,
     ) -> None:
         if starting_position not in ("TRIM_HORIZON", "LATEST"):
             raise ConfigurationError("the starting position must be TRIM_HORIZON or LATEST")
@@ -130,6 +137,9 @@ class StreamReader:
         self.limit = limit
         self.refresh_seconds = refresh_seconds
         self._clock = clock
+        self._sleep = sleep
+        self.attempts = attempts
+        self.backoff = backoff
         self.shards: dict[str, ShardState] = {}
         self._refreshed_at: float | None = None
         self._initial: set[str] | None = None
@@ -145,7 +155,9 @@ class StreamReader:
             kwargs: dict[str, Any] = {"StreamArn": self.stream_arn}
             if start:
                 kwargs["ExclusiveStartShardId"] = start
-            description = self.client.describe_stream(**kwargs)["StreamDescription"]
+            description = self._call("DescribeStream", self.client.describe_stream, **kwargs)[
+                "StreamDescription"
+            ]
             listed.extend(description.get("Shards", []))
             start = description.get("LastEvaluatedShardId")
             if not start:
@@ -202,11 +214,15 @@ class StreamReader:
                 return []
         errors = self.client.exceptions
         try:
-            response = self.client.get_records(ShardIterator=shard.iterator, Limit=self.limit)
+            response = self._call(
+                "GetRecords", self.client.get_records, ShardIterator=shard.iterator, Limit=self.limit
+            )
         except errors.ExpiredIteratorException:
             # Iterators live 15 minutes: take a new one where this one was.
             shard.iterator = self._resume_iterator(shard)
-            response = self.client.get_records(ShardIterator=shard.iterator, Limit=self.limit)
+            response = self._call(
+                "GetRecords", self.client.get_records, ShardIterator=shard.iterator, Limit=self.limit
+            )
         except errors.TrimmedDataAccessException:
             logger.warning(
                 "stream records older than the stream's 24-hour retention were trimmed before they were "
@@ -260,7 +276,17 @@ class StreamReader:
         }
         if sequence is not None:
             kwargs["SequenceNumber"] = sequence
-        return str(self.client.get_shard_iterator(**kwargs)["ShardIterator"])
+        return str(self._call("GetShardIterator", self.client.get_shard_iterator, **kwargs)["ShardIterator"])
+
+    def _call(self, operation: str, method: Callable[..., Any], **kwargs: Any) -> Any:
+        """A stream API call, retried after a dropped connection, a timeout, throttling or a 5xx."""
+        return retrying(
+            lambda: method(**kwargs),
+            what=f"{operation} on the stream",
+            attempts=self.attempts,
+            backoff=self.backoff,
+            sleep=self._sleep,
+        )
 
 
 def lineage_order(shards: Iterable[ShardState]) -> list[ShardState]:

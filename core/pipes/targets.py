@@ -2,17 +2,36 @@
 
 Each event becomes one message: its JSON text on one line (a string, e.g. from a plain-text
 target input template, is sent as it is). Error events from the enrichment are events like any
-other. `deliver` splits the messages into chunks the target accepts (CloudWatch Logs: 10,000
-events and 1,048,576 bytes per PutLogEvents; SQS: 10 messages and 256 KB per SendMessageBatch),
-and retries a failed chunk (or the failed entries of a partly accepted one) with exponential
-backoff. After the last attempt it raises `DeliveryError`: a message is never dropped silently,
-and the runner doesn't advance the checkpoint past a batch that wasn't delivered.
+other. `deliver` sets aside the messages a target can never take (over its size limit: they go
+to the dead-letter file), splits the others into chunks the target accepts (CloudWatch Logs:
+10,000 events and 1,048,576 bytes per PutLogEvents; SQS: 10 messages and 256 KB per
+SendMessageBatch), and retries a chunk that failed transiently (or the failed entries of a
+partly accepted one) with capped exponential backoff and jitter (`fhirpipes.pipes.retry`). A
+permanent failure, or a transient one still there after the last attempt, raises `DeliveryError`
+(one line: target, failure type and code): a message is never dropped silently, and the runner
+doesn't advance the checkpoint past a batch that wasn't delivered.
+
+The delivery contract (what a `Target` subclass implements, and what the runner promises):
+
+* ``exactly_once = True`` targets (`FileTarget`) are written through `AppendFile`: the runner saves
+  `Target.position` in the same atomic checkpoint write that moves the shard past the batch, and
+  calls `Target.recover` with it at start (and `Target.rollback` when a batch fails), so whatever
+  was written after the last checkpoint is cut and written again once. Each event is in the
+  output once, whatever the crash.
+* ``exactly_once = False`` targets (`StreamTarget`, `CloudWatchLogsTarget`, `SqsTarget`, and a
+  plugin's) get at-least-once delivery: a crash after the write and before the checkpoint, a
+  retry after a call that succeeded but whose answer was lost, or a batch stopped half-way
+  delivers those events again. Every event carries ``eventID`` (the stream record's id; with
+  ``source`` and ``eventType`` it names one event) for the consumer to drop repeats; SQS FIFO
+  queues get a deduplication id derived from them.
+* `Target.check` refuses what can be known wrong before anything starts (syntax, paths, names);
+  `Target.prepare` connects (resolves the queue, creates the log stream) before the first read.
 
 Target specifications (``--target``):
 
 =================================  ===========================================================
 ``stdout`` (default)               JSON lines on standard output
-``file:PATH``                      JSON lines appended to PATH (flushed and fsynced per batch)
+``file:PATH``                      JSON lines appended to PATH (fsynced per batch; exactly once)
 ``cloudwatch:GROUP[:STREAM]``      CloudWatch Logs; the group and stream are created if missing
                                    (stream default ``fhirpipes``); ``:`` separates them because
                                    log group names may contain ``/``
@@ -23,18 +42,22 @@ Target specifications (``--target``):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
 from fhirpipes.errors import ConfigurationError, FhirpipesError
 from fhirpipes.logs import logger
+from fhirpipes.pipes.appendfile import AppendFile, check_writable
 from fhirpipes.pipes.aws import AwsConfig
+from fhirpipes.pipes.retry import Backoff, describe, is_transient
 
 CLOUDWATCH_MAX_EVENTS = 10_000
 CLOUDWATCH_MAX_BYTES = 1_048_576
@@ -45,10 +68,13 @@ SQS_MAX_BYTES = 256 * 1024
 DEFAULT_LOG_STREAM = "fhirpipes"
 DEFAULT_ATTEMPTS = 5
 DEFAULT_BACKOFF_SECONDS = 0.5
+LOG_GROUP_NAME = re.compile(r"[\w\-/.#]{1,512}", re.ASCII)
+LOG_STREAM_NAME = re.compile(r"[^:*]{1,512}")
+QUEUE_NAME = re.compile(r"[\w-]{1,80}(\.fifo)?", re.ASCII)
 
 
 class DeliveryError(FhirpipesError):
-    """A target did not take a batch, after retries (or can never take it, e.g. too large)."""
+    """A target did not take a batch: a permanent failure, or a transient one after every retry."""
 
 
 def to_message(event: Any) -> str:
@@ -58,46 +84,80 @@ def to_message(event: Any) -> str:
     return json.dumps(event, ensure_ascii=False, separators=(",", ":"))
 
 
+Rejections = dict[int, str | None]
+"""What `Target.send` didn't take: index in the chunk -> ``None`` (retry it) or the reason it never can."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Delivery:
+    """What `deliver` did: how many messages the target took, and which it refused for good
+    (index in the batch, reason) for the caller to dead-letter."""
+
+    delivered: int
+    refused: tuple[tuple[int, str], ...] = ()
+
+
 class Target:
-    """A destination. Subclasses split messages into `chunks` and `send` one chunk."""
+    """A destination (see the module docstring for the delivery contract).
+
+    Subclasses implement `send`, and where they have limits, `refuse` and `chunks`; exactly-once
+    targets implement `position`, `recover`, `commit` and `rollback` too.
+    """
 
     name = "target"
+    exactly_once: ClassVar[bool] = False
+
+    def check(self) -> None:
+        """Raise `ConfigurationError` for what is wrong before anything starts (no network)."""
+
+    def prepare(self) -> None:
+        """Connect before the first batch (resolve, create); may raise `DeliveryError`."""
+
+    def refuse(self, message: str) -> str | None:
+        """Why ``message`` can never be sent (over a size limit), or ``None``."""
+        return None
 
     def chunks(self, messages: Sequence[str]) -> Iterator[list[str]]:
-        """The messages in chunks `send` can take in one call (default: all at once)."""
+        """The messages, in order, cut into consecutive chunks `send` can take in one call
+        (default: all at once)."""
         if messages:
             yield list(messages)
 
-    def send(self, chunk: list[str]) -> list[str]:
-        """Send one chunk; returns the messages not accepted (to retry) or raises for the whole chunk."""
+    def send(self, chunk: list[str]) -> Rejections:
+        """Send one chunk; returns what was not accepted, or raises for the whole chunk."""
         raise NotImplementedError
+
+    def position(self) -> dict[str, Any] | None:
+        """What the checkpoint saves with each batch (exactly-once targets; others ``None``)."""
+        return None
+
+    @property
+    def key(self) -> str:
+        """The name the checkpoint files `position` under."""
+        return self.name
+
+    def recover(self, position: dict[str, Any] | None) -> None:
+        """At start: undo what was written after the checkpointed ``position``."""
+
+    def commit(self) -> None:
+        """The checkpoint holding `position` was saved."""
+
+    def rollback(self) -> None:
+        """A batch failed: undo what was written since the last `commit`, where possible."""
 
     def close(self) -> None:
         """Release what the target holds (files, clients)."""
 
 
 def chunks_within(
-    target_name: str,
-    messages: Sequence[str],
-    *,
-    max_count: int,
-    max_bytes: int,
-    max_message_bytes: int,
-    overhead: int = 0,
-    service: str,
+    messages: Sequence[str], *, max_count: int, max_bytes: int, overhead: int = 0
 ) -> Iterator[list[str]]:
     """Split ``messages`` into chunks of at most ``max_count`` messages and ``max_bytes`` (each
-    message counting its UTF-8 size plus ``overhead``); one over ``max_message_bytes`` can never
-    be sent, so it is a `DeliveryError` naming its place in the batch."""
+    message counting its UTF-8 size plus ``overhead``). Messages must each fit (see `too_large`)."""
     chunk: list[str] = []
     size = 0
-    for index, message in enumerate(messages):
+    for message in messages:
         length = len(message.encode("utf-8"))
-        if length > max_message_bytes:
-            raise DeliveryError(
-                f"{target_name}: message {index} of the batch is {length} bytes, "
-                f"over the {service} limit of {max_message_bytes} per message"
-            )
         if chunk and (len(chunk) == max_count or size + length + overhead > max_bytes):
             yield chunk
             chunk, size = [], 0
@@ -107,6 +167,14 @@ def chunks_within(
         yield chunk
 
 
+def too_large(message: str, limit: int, service: str) -> str | None:
+    """The reason ``message`` is over ``service``'s per-message ``limit`` (UTF-8 bytes), or ``None``."""
+    length = len(message.encode("utf-8"))
+    if length > limit:
+        return f"the message is {length} bytes, over the {service} limit of {limit} per message"
+    return None
+
+
 def deliver(
     target: Target,
     events: Sequence[Any],
@@ -114,27 +182,51 @@ def deliver(
     attempts: int = DEFAULT_ATTEMPTS,
     backoff: float = DEFAULT_BACKOFF_SECONDS,
     sleep: Callable[[float], None] = time.sleep,
-) -> int:
-    """Deliver ``events`` to ``target`` in chunks, retrying failures; returns how many were delivered.
+    rng: Any = None,
+) -> Delivery:
+    """Deliver ``events`` to ``target``: set aside what it can never take, send the rest in chunks,
+    retry transient failures (``attempts`` tries per chunk, `Backoff` waits between them).
 
-    Raises `DeliveryError` when a chunk is still not accepted after ``attempts`` tries (the
-    chunks before it were delivered: the caller must not checkpoint the batch).
+    Raises `DeliveryError` for a permanent failure, or a transient one still there after the last
+    attempt (chunks before it may have been delivered: the caller must not checkpoint the batch).
     """
     messages = [to_message(event) for event in events]
-    for chunk in target.chunks(messages):
-        pending = chunk
+    refused: dict[int, str] = {}
+    sendable: list[int] = []
+    for index, message in enumerate(messages):
+        reason = target.refuse(message)
+        if reason is None:
+            sendable.append(index)
+        else:
+            refused[index] = reason
+    waits = Backoff(backoff, rng=rng)
+    done = 0
+    for chunk in target.chunks([messages[index] for index in sendable]):
+        indexes = sendable[done : done + len(chunk)]
+        done += len(chunk)
+        pending = list(range(len(chunk)))
         for attempt in range(1, attempts + 1):
             failure: str
             try:
-                pending = target.send(pending)
-            except DeliveryError:
+                rejections = target.send([chunk[at] for at in pending])
+            except FhirpipesError:  # ours (DeliveryError, a file held by another run): final
                 raise
-            except Exception as exc:  # the target's client error: retried, then reported by type only
-                failure = type(exc).__name__
-                code = getattr(exc, "response", {}).get("Error", {}).get("Code")
-                if code:
-                    failure = f"{failure} ({code})"
+            except Exception as exc:  # the target's own error: named by type and code, never its text
+                failure = describe(exc)
+                if not is_transient(exc):
+                    # from None: an AWS error message may quote what was sent (a record value).
+                    raise DeliveryError(
+                        f"{target.name}: delivery failed: {failure}, which retrying can't fix; "
+                        "the batch is not checkpointed and will be read again"
+                    ) from None
             else:
+                retry = []
+                for at, reason in sorted(rejections.items()):
+                    if reason is None:
+                        retry.append(pending[at])
+                    else:
+                        refused[indexes[pending[at]]] = reason
+                pending = retry
                 if not pending:
                     break
                 failure = f"{len(pending)} of {len(chunk)} messages not accepted"
@@ -154,12 +246,12 @@ def deliver(
                     }
                 },
             )
-            sleep(backoff * 2 ** (attempt - 1))
-    return len(messages)
+            sleep(waits.wait(attempt))
+    return Delivery(len(messages) - len(refused), tuple(sorted(refused.items())))
 
 
 class StreamTarget(Target):
-    """JSON lines on a text stream (standard output by default)."""
+    """JSON lines on a text stream (standard output by default). At least once."""
 
     name = "stdout"
 
@@ -170,41 +262,61 @@ class StreamTarget(Target):
         # e.g. erase the live status line when both share a terminal
         self.before_write = before_write
 
-    def send(self, chunk: list[str]) -> list[str]:
+    def send(self, chunk: list[str]) -> Rejections:
         stream = self._stream or sys.stdout
         if self.before_write is not None:
             self.before_write()
         stream.write("".join(f"{message}\n" for message in chunk))
         stream.flush()
-        return []
+        return {}
 
 
 class FileTarget(Target):
-    """JSON lines appended to a file, flushed and fsynced before the batch counts as delivered."""
+    """JSON lines appended to a file, fsynced before the batch counts as delivered; exactly once
+    across crashes and restarts (`AppendFile`: its length is saved with the checkpoint)."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    exactly_once = True
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, write: Callable[[int, memoryview], int] = os.write
+    ) -> None:
         self.path = Path(path)
         self.name = f"file:{self.path}"
-        self._handle: IO[str] | None = None
+        self.file = AppendFile(self.path, write=write)
 
-    def send(self, chunk: list[str]) -> list[str]:
-        if self._handle is None:
-            if self.path.parent != Path():
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._handle = self.path.open("a", encoding="utf-8")
-        self._handle.write("".join(f"{message}\n" for message in chunk))
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
-        return []
+    @property
+    def key(self) -> str:
+        return self.file.key
+
+    def check(self) -> None:
+        check_writable(self.path, "the target file")
+
+    def prepare(self) -> None:
+        self.file.open()  # takes the lock: a second run on this file is refused before it reads
+
+    def send(self, chunk: list[str]) -> Rejections:
+        self.file.append("".join(f"{message}\n" for message in chunk).encode("utf-8"))
+        return {}
+
+    def position(self) -> dict[str, Any] | None:
+        return self.file.state()
+
+    def recover(self, position: dict[str, Any] | None) -> None:
+        self.file.recover(position)
+
+    def commit(self) -> None:
+        self.file.commit()
+
+    def rollback(self) -> None:
+        self.file.rollback()
 
     def close(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
+        self.file.close()
 
 
 class CloudWatchLogsTarget(Target):
-    """CloudWatch Logs: one log event per message (the Pipe target of the original implementation)."""
+    """CloudWatch Logs: one log event per message (the Pipe target of the original implementation).
+    At least once."""
 
     def __init__(
         self, client: Any, group: str, stream: str = DEFAULT_LOG_STREAM, *, create: bool = True
@@ -216,18 +328,30 @@ class CloudWatchLogsTarget(Target):
         self.name = f"cloudwatch:{group}:{stream}"
         self._ready = False
 
+    def check(self) -> None:
+        if not LOG_GROUP_NAME.fullmatch(self.group):
+            raise ConfigurationError(
+                f"{self.name}: a log group name is 1 to 512 of letters, digits and _ - / . #"
+            )
+        if not LOG_STREAM_NAME.fullmatch(self.stream):
+            raise ConfigurationError(f"{self.name}: a log stream name is 1 to 512 characters, no : or *")
+
+    def prepare(self) -> None:
+        if not self._ready:
+            self._ensure_stream()
+
+    def refuse(self, message: str) -> str | None:
+        return too_large(message, CLOUDWATCH_MAX_EVENT_BYTES, "CloudWatch Logs")
+
     def chunks(self, messages: Sequence[str]) -> Iterator[list[str]]:
         return chunks_within(
-            self.name,
             messages,
             max_count=CLOUDWATCH_MAX_EVENTS,
             max_bytes=CLOUDWATCH_MAX_BYTES,
-            max_message_bytes=CLOUDWATCH_MAX_EVENT_BYTES,
             overhead=CLOUDWATCH_EVENT_OVERHEAD,
-            service="CloudWatch Logs",
         )
 
-    def send(self, chunk: list[str]) -> list[str]:
+    def send(self, chunk: list[str]) -> Rejections:
         if not self._ready:
             self._ensure_stream()
         now = int(time.time() * 1000)  # one timestamp: events of a call must be in time order
@@ -236,12 +360,7 @@ class CloudWatchLogsTarget(Target):
             logStreamName=self.stream,
             logEvents=[{"timestamp": now, "message": message} for message in chunk],
         )
-        rejected = response.get("rejectedLogEventsInfo")
-        if rejected:
-            raise DeliveryError(
-                f"{self.name}: CloudWatch Logs rejected events ({', '.join(sorted(rejected))})"
-            )
-        return []
+        return _rejected_log_events(response.get("rejectedLogEventsInfo") or {}, len(chunk))
 
     def _ensure_stream(self) -> None:
         if self.create:
@@ -253,8 +372,25 @@ class CloudWatchLogsTarget(Target):
         self._ready = True
 
 
+def _rejected_log_events(info: dict[str, Any], count: int) -> Rejections:
+    """PutLogEvents' ``rejectedLogEventsInfo`` as rejections: those events can never be taken."""
+    rejections: Rejections = {}
+    too_new = info.get("tooNewLogEventStartIndex")
+    too_old = info.get("tooOldLogEventEndIndex")
+    expired = info.get("expiredLogEventEndIndex")
+    for index in range(count):
+        if isinstance(too_new, int) and index >= too_new:
+            rejections[index] = "CloudWatch Logs rejected the event: timestamp too new"
+        elif isinstance(expired, int) and index <= expired:
+            rejections[index] = "CloudWatch Logs rejected the event: older than the group's retention"
+        elif isinstance(too_old, int) and index <= too_old:
+            rejections[index] = "CloudWatch Logs rejected the event: timestamp too old"
+    return rejections
+
+
 class SqsTarget(Target):
-    """An SQS queue: SendMessageBatch of at most 10 messages and 256 KB."""
+    """An SQS queue: SendMessageBatch of at most 10 messages and 256 KB. At least once (a FIFO
+    queue drops repeats within its 5-minute deduplication window)."""
 
     def __init__(self, client: Any, queue: str, *, create: bool = False) -> None:
         self.client = client
@@ -267,34 +403,40 @@ class SqsTarget(Target):
     def fifo(self) -> bool:
         return self.queue.endswith(".fifo")
 
-    def chunks(self, messages: Sequence[str]) -> Iterator[list[str]]:
-        return chunks_within(
-            self.name,
-            messages,
-            max_count=SQS_MAX_MESSAGES,
-            max_bytes=SQS_MAX_BYTES,
-            max_message_bytes=SQS_MAX_BYTES,
-            service="SQS",
-        )
+    def check(self) -> None:
+        if self._url is None and not QUEUE_NAME.fullmatch(self.queue):
+            raise ConfigurationError(
+                f"{self.name}: a queue name is 1 to 80 letters, digits, - and _ (and .fifo), or give its URL"
+            )
 
-    def send(self, chunk: list[str]) -> list[str]:
+    def prepare(self) -> None:
+        if self._url is None:
+            self._resolve()
+
+    def refuse(self, message: str) -> str | None:
+        return too_large(message, SQS_MAX_BYTES, "SQS")
+
+    def chunks(self, messages: Sequence[str]) -> Iterator[list[str]]:
+        return chunks_within(messages, max_count=SQS_MAX_MESSAGES, max_bytes=SQS_MAX_BYTES)
+
+    def send(self, chunk: list[str]) -> Rejections:
         url = self._url or self._resolve()
         entries = []
         for index, message in enumerate(chunk):
             entry = {"Id": str(index), "MessageBody": message}
             if self.fifo:
                 entry["MessageGroupId"] = "fhirpipes"  # one group: the stream's order is kept
-                entry["MessageDeduplicationId"] = hashlib.sha256(message.encode("utf-8")).hexdigest()
+                entry["MessageDeduplicationId"] = deduplication_id(message)
             entries.append(entry)
         response = self.client.send_message_batch(QueueUrl=url, Entries=entries)
-        failed = response.get("Failed") or []
-        for entry in failed:
+        rejections: Rejections = {}
+        for entry in response.get("Failed") or []:
+            index = int(entry["Id"])
             if entry.get("SenderFault"):
-                raise DeliveryError(
-                    f"{self.name}: SQS refused a message ({entry.get('Code', 'SenderFault')}); "
-                    "retrying can't help"
-                )
-        return [chunk[int(entry["Id"])] for entry in failed]
+                rejections[index] = f"SQS refused the message ({entry.get('Code', 'SenderFault')})"
+            else:
+                rejections[index] = None  # a server-side failure: retried
+        return rejections
 
     def _resolve(self) -> str:
         errors = self.client.exceptions
@@ -309,24 +451,47 @@ class SqsTarget(Target):
         return self._url
 
 
+def deduplication_id(message: str) -> str:
+    """A FIFO queue's deduplication id: from the event's ``source``, ``eventType`` and ``eventID``
+    (the same event read again after a restart gets the same id, even if a target input template
+    stamps a time in it), else from the message's content."""
+    key = message
+    if message.startswith("{"):
+        with contextlib.suppress(ValueError):
+            event = json.loads(message)
+            if isinstance(event, dict) and isinstance(event.get("eventID"), str):
+                key = "\x1f".join(str(event.get(name, "")) for name in ("source", "eventType", "eventID"))
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+TARGET_SPECS = "stdout, file:PATH, cloudwatch:GROUP[:STREAM] or sqs:QUEUE_URL_OR_NAME"
+
+
 def parse_target(spec: str, aws: AwsConfig | None = None, *, create_missing: bool = False) -> Target:
-    """A `Target` from a ``--target`` specification (see the module docstring).
+    """A `Target` from a ``--target`` specification (see the module docstring), checked
+    (`Target.check`): syntax, names, and for a file that it can be written.
 
     ``create_missing`` also creates a missing SQS queue (the embedded server starts empty);
-    CloudWatch Logs groups and streams are always created if missing.
+    CloudWatch Logs groups and streams are always created if missing. Clients are only made when
+    ``aws`` is given: without it, an AWS target is checked and returned with no client (to
+    validate a specification before any endpoint exists).
     """
     kind, _, rest = spec.partition(":")
+    target: Target
     if spec in ("stdout", "-"):
-        return StreamTarget()
-    if kind == "file" and rest:
-        return FileTarget(rest)
-    if kind == "cloudwatch" and rest:
+        target = StreamTarget()
+    elif kind == "file" and rest:
+        target = FileTarget(rest)
+    elif kind == "cloudwatch" and rest:
         group, _, stream = rest.partition(":")
         if not group:
             raise ConfigurationError("cloudwatch target: name a log group, cloudwatch:GROUP[:STREAM]")
-        return CloudWatchLogsTarget((aws or AwsConfig()).client("logs"), group, stream or DEFAULT_LOG_STREAM)
-    if kind == "sqs" and rest:
-        return SqsTarget((aws or AwsConfig()).client("sqs"), rest, create=create_missing)
-    raise ConfigurationError(
-        f"unknown target {spec!r}: use stdout, file:PATH, cloudwatch:GROUP[:STREAM] or sqs:QUEUE_URL_OR_NAME"
-    )
+        target = CloudWatchLogsTarget(
+            aws.client("logs") if aws else None, group, stream or DEFAULT_LOG_STREAM
+        )
+    elif kind == "sqs" and rest:
+        target = SqsTarget(aws.client("sqs") if aws else None, rest, create=create_missing)
+    else:
+        raise ConfigurationError(f"unknown target {spec!r}: use {TARGET_SPECS}")
+    target.check()
+    return target
