@@ -168,8 +168,10 @@ def _compile(source: str, name: str) -> CodeType:
     try:
         compiled = compile_template(source, name)
     except CompileError as exc:
-        raise RenderError(exc.message, template=name, line=exc.line, code=exc.code) from None
-    return compile(compiled.source, f"<fhirpipes template {name}>", "exec")
+        error = RenderError(exc.message, template=name, line=exc.line, code=exc.code)
+    else:
+        return compile(compiled.source, f"<fhirpipes template {name}>", "exec")
+    raise error  # outside the except block: no context (Jinja's may quote the template's text)
 
 
 def precompile(packages: Iterable[str]) -> int:
