@@ -38,6 +38,20 @@ def certainly_shows(before: Any, after: Any, validated: Any) -> bool:
     return finder.walk(before, after, validated) and finder.found
 
 
+def _identical(a: Any, b: Any) -> bool:
+    """For ``a == b``: whether the types agree too (strings, objects and lists walked here, the rest by `same`)."""
+    kind = type(a)
+    if kind is not type(b):
+        return False
+    if kind is str:
+        return True
+    if kind is dict:
+        return all(_identical(member, b[key]) for key, member in a.items())
+    if kind is list:
+        return all(_identical(x, y) for x, y in zip(a, b, strict=True))
+    return same(a, b)
+
+
 class _Differences:
     def __init__(self) -> None:
         self.found = False
@@ -45,7 +59,7 @@ class _Differences:
     def walk(self, before: Any, after: Any, validated: Any) -> bool:
         """False when unsure; sets ``found`` when a difference certainly shows."""
         if before == after:  # equal here, unless types differ (1 and True): then unsure
-            return same(before, after)
+            return _identical(before, after)
         if type(before) is str and type(after) is str:
             if type(validated) is str and validated == after:
                 self.found = True

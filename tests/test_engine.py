@@ -24,7 +24,7 @@ HOSTILE = [
     "astral \U0001f600 \U00010348",
     '", "admin": true, "x": "',
     "] } { [",
-    "\u2028\u2029",
+    "line sep \u2028\u2029",
     "\ud800 lone surrogate",
     "Smith&#34;}], &#34;active&#34;: false, &#34;name&#34;: [{&#34;family&#34;: &#34;Evil",
     "\u00eb\u00df non-ASCII",
@@ -114,7 +114,12 @@ def test_an_if_without_else_in_a_value_position_gives_nothing() -> None:
 @settings(max_examples=300, deadline=None, database=None)
 @given(st.text())
 def test_any_string_renders_as_itself(value: str) -> None:
-    assert value_of('{"a": {{ v }}}', v=value) == ({"a": value} if value else None)
+    assert value_of('{"a": {{ v }}}', v=value) == (None if not value or value.isspace() else {"a": value})
+
+
+@pytest.mark.parametrize("blank", ["", " ", "   ", "\t", "\n \r", "\u00a0", "\u2028"])
+def test_empty_and_whitespace_only_values_are_absent(blank: str) -> None:
+    assert value_of('{"a": {{ v }}, "b": [{{ v }}], "c": {"d": {{ v }}}, "e": 1}', v=blank) == {"e": 1}
 
 
 JSON_VALUES = st.recursive(
@@ -129,13 +134,13 @@ JSON_VALUES = st.recursive(
 
 
 def prune(value: Any) -> Any:
-    """The old engine's rule, as a reference: drop "", null, {} and [] recursively."""
+    """The rule, as a reference: drop "", whitespace-only strings, null, {} and [] recursively."""
     if isinstance(value, dict):
         kept = {key: prune(item) for key, item in value.items()}
         return {key: item for key, item in kept.items() if item is not None} or None
     if isinstance(value, list):
         return [item for item in map(prune, value) if item is not None] or None
-    return None if value == "" else value
+    return None if isinstance(value, str) and not value.strip() else value
 
 
 @settings(max_examples=200, deadline=None, database=None)

@@ -553,6 +553,14 @@ class _Generator:
 
     def add(self, item: Any, assignment: str, scope: _Scope, line: int | None) -> None:
         close = ")" if assignment.endswith("(") else ""
+        if isinstance(item, _Slot) and not self.in_loop:
+            # The hot path, inline: a slot's value is usually a record's string.
+            variable = self.temporary("v")
+            self.write(f"{variable} = {self.expr(item.expr, scope)}", line)
+            self.write(f"if type({variable}) is str:", line)
+            self.write(f"    if {variable} and not {variable}.isspace(): {assignment}{variable}{close}", line)
+            self.write(f"elif ({variable} := V({variable})) is not None: {assignment}{variable}{close}", line)
+            return
         result = self.value(item, scope)
         if result == "None":
             return
@@ -819,6 +827,16 @@ class _Generator:
             arguments.update({str(keyword_.key): keyword_.value for keyword_ in node.kwargs})
             fallback = self.expr(arguments["default_value"], scope) if "default_value" in arguments else "''"
             boolean = arguments.get("boolean")
+            constant = "default_value" not in arguments or isinstance(arguments["default_value"], nodes.Const)
+            if boolean is None and constant and isinstance(node.node, nodes.Getattr):
+                # The hot case (``new.x | default(none)``): one call, no Missing made when x is absent.
+                target = self.expr(node.node.node, scope)
+                attribute = node.node.attr
+                if target.isidentifier() and not hasattr(dict, attribute):
+                    # A record's attribute (a plain dict key): dict.get, no call of ours.
+                    call = f"getattr_or({target}, {attribute!r}, {fallback})"
+                    return f"({target}.get({attribute!r}, {fallback}) if type({target}) is dict else {call})"
+                return f"getattr_or({target}, {attribute!r}, {fallback})"
             temporary = self.temporary("t")
             if boolean is not None and not (isinstance(boolean, nodes.Const) and not boolean.value):
                 return f"(({temporary} := {subject}) if type({temporary}) is not Missing and {temporary} else {fallback})"

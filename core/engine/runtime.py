@@ -160,11 +160,12 @@ def value(item: Any) -> Any:
     """The JSON value of an expression's result, pruned: ``None`` when it is empty.
 
     Equal to parsing the JSON text the value would render as (fractional numbers as `Decimal`),
-    then dropping empty strings, nulls and empty objects and lists, recursively.
+    then dropping empty and whitespace-only strings, nulls and empty objects and lists,
+    recursively: an element appears only where the item has a value for it.
     """
     kind = type(item)
     if kind is str:
-        return item or None
+        return None if not item or item.isspace() else item
     if item is None or kind is bool or kind is int:
         return item
     if kind is dict or kind is list:
@@ -221,7 +222,7 @@ def _scalar(item: Any) -> Any:
     if isinstance(item, int):
         return int(item)
     if isinstance(item, str):
-        return str(item) or None
+        return value(str(item))
     if isinstance(item, Mapping | list | tuple):
         return _container(item)
     if isinstance(item, set | frozenset):
@@ -297,6 +298,18 @@ def getattr_(obj: Any, name: str) -> Any:
             raise UnsafeError(f"access to the dict method {name!r} is unsafe (record data is read-only)")
         return Missing(name)
     return _attribute(obj, name)
+
+
+def getattr_or(obj: Any, name: str, fallback: Any) -> Any:
+    """``obj.name | default(fallback)`` with a constant fallback: no `Missing` made for an absent key."""
+    if type(obj) is dict:
+        found = obj.get(name, NA)
+        if found is not NA:
+            return found
+        if name not in _DICT_METHODS and not hasattr(dict, name):
+            return fallback
+    found = getattr_(obj, name)
+    return fallback if type(found) is Missing else found
 
 
 def _attribute(obj: Any, name: str) -> Any:
