@@ -28,7 +28,7 @@ from fhirpipes.mapper import Mapper
 from fhirpipes.plugins import Registry
 from fhirpipes.records import StreamRecord, identify, parse_record, records_of
 from fhirpipes.resource import base_context, finish, resource_id, resource_value
-from fhirpipes.response import response_size
+from fhirpipes.response import response_size, within
 from fhirpipes.settings import Settings
 
 ENVELOPE_VERSION = "1.0"
@@ -203,7 +203,7 @@ class Dispatcher:
         """
         limit = self.settings.max_response_bytes
         try:
-            if response_size(events) <= limit:
+            if within(events, limit):
                 return events
             reason = "size"
         except (TypeError, ValueError, RecursionError):  # UnicodeEncodeError is a ValueError

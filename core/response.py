@@ -77,6 +77,44 @@ def response_size(events: Any) -> int:
     return len(text) if ensure_ascii else len(text.encode("utf-8"))
 
 
+def within(events: Any, limit: int) -> bool:
+    """Whether ``response_size(events) <= limit``; usually answered from a fast upper bound.
+
+    The bound is orjson's compact encoding (about 5x faster than `response_size`) plus what the
+    runtime's encoding can add to ASCII text: a space after each separator (every ``,`` and ``:``
+    counted, inside strings too), DEL escaped (``\\u007f``), ``NaN``/``Infinity`` where orjson writes
+    ``null``, and a two-digit negative exponent. Anything else (non-ASCII text, integers beyond 64
+    bits, keys that aren't strings) takes the exact count.
+    """
+    bound = _upper_bound(events)
+    if bound is not None and bound <= limit:
+        return True
+    return response_size(events) <= limit
+
+
+def _upper_bound(events: Any) -> int | None:
+    import orjson  # already loaded by the handler's first batch; ~0.5 ms at cold start
+
+    try:
+        data = orjson.dumps(events, default=_decimal_text)
+    except (TypeError, orjson.JSONEncodeError):
+        return None
+    if not data.isascii():
+        return None
+    spaces = data.count(b",") + data.count(b":")
+    wider = 5 * (data.count(b"\x7f") + data.count(b"null")) + data.count(b"e-")
+    return len(data) + spaces + wider
+
+
+def _decimal_text(value: Any) -> str:
+    # orjson quotes it ("1.50"): two characters more than the runtime's raw 1.50, so still a bound.
+    from decimal import Decimal
+
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError
+
+
 class _NotStandard(Exception):
     """A value the standard encoder would size differently from simplejson: take the exact route."""
 

@@ -16,7 +16,7 @@ from awslambdaric.lambda_runtime_marshaller import LambdaMarshaller
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fhirpipes.response import encode_response, response_size
+from fhirpipes.response import encode_response, response_size, within
 from fhirpipes.testing.stream import make_record
 
 RUNTIMES = ["AWS_Lambda_python3.11", "AWS_Lambda_python3.12", None]
@@ -133,3 +133,17 @@ def test_import_loads_no_encoder() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(events=st.lists(VALUES, max_size=5))
+def test_the_fast_bound_never_says_a_response_fits_when_it_does_not(events: Any) -> None:
+    from fhirpipes.response import _upper_bound
+
+    try:
+        exact = response_size(events)
+    except (TypeError, ValueError, RecursionError):
+        return
+    bound = _upper_bound(events)
+    assert bound is None or bound >= exact
+    assert within(events, exact) and not within(events, exact - 1)

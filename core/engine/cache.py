@@ -20,7 +20,7 @@ from pathlib import Path
 from types import CodeType
 
 CACHE_DIR = "__fhirpipes_cache__"
-ENGINE_VERSION = "3"
+ENGINE_VERSION = "4"
 """Bump when the compiler's output changes: entries of another version are never used."""
 
 _MAGIC = importlib.util.MAGIC_NUMBER.hex()

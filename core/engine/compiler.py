@@ -849,6 +849,13 @@ class _Generator:
         return f"{variable}({', '.join([subject, *self.arguments(node, scope)])})"
 
     def test(self, node: nodes.Test, scope: _Scope) -> str:
+        if node.name in ("defined", "undefined") and isinstance(node.node, nodes.Getattr):
+            target = self.expr(node.node.node, scope)
+            attribute = node.node.attr
+            if target.isidentifier() and not hasattr(dict, attribute):
+                # ``new.x is defined`` on a record: a key lookup, no Missing made when it is absent.
+                test = f"({attribute!r} in {target} if type({target}) is dict else type(getattr_({target}, {attribute!r})) is not Missing)"
+                return f"({test})" if node.name == "defined" else f"(not {test})"
         subject = self.expr(node.node, scope)
         if node.name == "defined":
             return f"(type({subject}) is not Missing)"
