@@ -32,51 +32,36 @@ def reads_agree(reads: frozenset[str], new: Mapping[str, Any], old: Mapping[str,
 
 
 def certainly_shows(before: Any, after: Any, validated: Any) -> bool:
-    """Whether ``before`` and ``after`` (two template values) differ in a way ``validated`` (the
-    validated resource of ``after``) is certain to show; False means "not certain", not "same"."""
-    finder = _Differences()
-    return finder.walk(before, after, validated) and finder.found
+    """Whether ``before`` and ``after`` (two template values) differ somewhere ``validated`` (the
+    validated resource of ``after``) is certain to show; False means "not certain", not "same".
 
-
-def _identical(a: Any, b: Any) -> bool:
-    """For ``a == b``: whether the types agree too (repr tells 1, True, 1.0 and Decimal('1') apart)."""
-    return type(a) is type(b) and repr(a) == repr(b)
-
-
-class _Differences:
-    def __init__(self) -> None:
-        self.found = False
-
-    def walk(self, before: Any, after: Any, validated: Any) -> bool:
-        """False when unsure; sets ``found`` when a difference certainly shows."""
-        if before == after:  # equal here, unless types differ (1 and True): then unsure
-            return _identical(before, after)
-        if type(before) is str and type(after) is str:
-            if type(validated) is str and validated == after:
-                self.found = True
-                return True
-            return False
-        if type(before) is dict and type(after) is dict:
-            out = validated if type(validated) is dict else {}
-            for key in before.keys() | after.keys():
-                if key in before and key in after:
-                    if not self.walk(before[key], after[key], out.get(key, NA)):
-                        return False
-                elif key in after and key not in out:
-                    return False
-                else:
-                    self.found = True  # an element on one side only: validation adds and drops none
-            return True
-        if type(before) is list and type(after) is list:
-            out_list = validated if type(validated) is list else []
-            for index in range(max(len(before), len(after))):
-                if index < len(before) and index < len(after):
-                    out_item = out_list[index] if index < len(out_list) else NA
-                    if not self.walk(before[index], after[index], out_item):
-                        return False
-                elif index < len(after) and index >= len(out_list):
-                    return False
-                else:
-                    self.found = True
-            return True
+    One certain difference settles it, so equal parts aren't examined, and a difference that
+    validation could hide (a number, a boolean, a coerced string) is just not counted.
+    """
+    if before == after:
         return False
+    if type(before) is str and type(after) is str:
+        return type(validated) is str and validated == after  # kept verbatim: a string-typed element
+    if type(before) is dict and type(after) is dict:
+        out = validated if type(validated) is dict else {}
+        for key, member in after.items():
+            if key not in before:
+                if key in out:
+                    return True  # an element only the new resource has
+            elif member != before[key] and certainly_shows(before[key], member, out.get(key, NA)):
+                return True
+        # An element only the old resource has (validation adds and drops none).
+        return any(key not in after for key in before)
+    if type(before) is list and type(after) is list:
+        out_list = validated if type(validated) is list else []
+        if len(before) > len(after):
+            return True
+        for index, item in enumerate(after):
+            if index >= len(before):
+                if index < len(out_list):
+                    return True
+            elif item != before[index] and certainly_shows(
+                before[index], item, out_list[index] if index < len(out_list) else NA
+            ):
+                return True
+    return False
