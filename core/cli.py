@@ -122,7 +122,12 @@ def map_command(source: Any, indent: int) -> None:
         result = handler(event, None)
     except FhirpipesError as exc:
         fail(str(exc))
-    click.echo(json.dumps(result, indent=indent or None, ensure_ascii=False))
+    text = json.dumps(result, indent=indent or None, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate (a record can hold one): JSON's own escapes
+        text = json.dumps(result, indent=indent or None, ensure_ascii=True)
+    click.echo(text)
 
 
 if __name__ == "__main__":  # pragma: no cover

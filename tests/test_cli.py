@@ -89,3 +89,13 @@ def test_every_lazy_command_resolves() -> None:
         code, out, _ = run(name, "--help")
         assert code == 0, name
         assert "Usage:" in out
+
+
+def test_map_writes_a_record_holding_a_lone_surrogate(tmp_path: Path) -> None:
+    record = make_record("Patients", {"id": "abc", "lastName": "\ud800"})
+    source = tmp_path / "batch.json"
+    source.write_text(json.dumps([record]))  # ASCII: json writes the surrogate as its escape
+    result = CliRunner().invoke(main, ["map", str(source)])
+    assert result.exit_code == 0, result.output
+    [event] = json.loads(result.output)
+    assert event["details"]["record"]["dynamodb"]["NewImage"]["lastName"] == {"S": "\ud800"}

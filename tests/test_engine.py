@@ -282,3 +282,14 @@ def test_a_real_mapper_is_far_inside_the_budget() -> None:
 
     events = handler([make_record("Patients", item) for item in items])
     assert [event["details"]["command"] for event in events] == ["PUT"] * 3
+
+
+def test_the_engine_reaches_no_module_above_it() -> None:
+    # dispatch -> resource -> engine, never back up (the old templatecache -> plugins circle).
+    import subprocess
+    import sys
+
+    code = "import sys, fhirpipes.engine; print(sorted(m for m in sys.modules if m.startswith('fhirpipes')))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    for above in ("fhirpipes.plugins", "fhirpipes.resource", "fhirpipes.dispatch", "fhirpipes.handler"):
+        assert f"'{above}'" not in loaded
