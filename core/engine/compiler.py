@@ -419,7 +419,8 @@ class _Scope:
 
 _OPERATORS = {"eq": "==", "ne": "!=", "gt": ">", "gteq": ">=", "lt": "<", "lteq": "<=", "in": "in"}
 _OPERATORS["notin"] = "not in"
-_ARITHMETIC = {"Sub": "-", "Div": "/", "FloorDiv": "//"}
+_UNARY = {"Not": "not ", "Neg": "-", "Pos": "+"}
+_BINARY = {"And": "and", "Or": "or", "Sub": "-", "Div": "/", "FloorDiv": "//"}  # Python's own: nothing grows
 _GROWING = {"Add": "add", "Mul": "multiply", "Mod": "modulo", "Pow": "power"}
 
 
@@ -760,26 +761,18 @@ class _Generator:
         if isinstance(node, nodes.CondExpr):
             otherwise = self.expr(node.expr2, scope) if node.expr2 is not None else "Missing(None)"
             return f"({self.expr(node.expr1, scope)} if {self.expr(node.test, scope)} else {otherwise})"
-        if isinstance(node, nodes.And):
-            return f"({self.expr(node.left, scope)} and {self.expr(node.right, scope)})"
-        if isinstance(node, nodes.Or):
-            return f"({self.expr(node.left, scope)} or {self.expr(node.right, scope)})"
-        if isinstance(node, nodes.Not):
-            return f"(not {self.expr(node.node, scope)})"
-        if isinstance(node, nodes.Neg):
-            return f"(-{self.expr(node.node, scope)})"
-        if isinstance(node, nodes.Pos):
-            return f"(+{self.expr(node.node, scope)})"
+        kind = type(node).__name__
+        if kind in _UNARY:
+            return f"({_UNARY[kind]}{self.expr(node.node, scope)})"  # type: ignore[attr-defined]
+        if kind in _BINARY:
+            return f"({self.expr(node.left, scope)} {_BINARY[kind]} {self.expr(node.right, scope)})"  # type: ignore[attr-defined]
+        if kind in _GROWING:
+            return f"{_GROWING[kind]}({self.expr(node.left, scope)}, {self.expr(node.right, scope)})"  # type: ignore[attr-defined]
         if isinstance(node, nodes.Compare):
             text = self.expr(node.expr, scope)
             for operand in node.ops:
                 text += f" {_OPERATORS[operand.op]} {self.expr(operand.expr, scope)}"
             return f"({text})"
-        kind = type(node).__name__
-        if kind in _ARITHMETIC:
-            return f"({self.expr(node.left, scope)} {_ARITHMETIC[kind]} {self.expr(node.right, scope)})"  # type: ignore[attr-defined]
-        if kind in _GROWING:
-            return f"{_GROWING[kind]}({self.expr(node.left, scope)}, {self.expr(node.right, scope)})"  # type: ignore[attr-defined]
         if isinstance(node, nodes.Concat):
             return f"concat({', '.join(self.expr(part, scope) for part in node.nodes)})"
         if isinstance(node, nodes.List):
