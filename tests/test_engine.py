@@ -251,6 +251,10 @@ def test_an_error_inside_a_macro_names_the_callers_line_and_the_macros() -> None
         "{{ 'ab' | replace('', 'x' * 999999) }}",
         "{% set ns = namespace(s='x' * 1000) %}[{% for i in range(100) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}]",
         "{% macro m(n) %}{{ m(n + 1) }}{% endmacro %}{{ m(0) }}",
+        "[{% for i in range(100000) %}{{ ('x' * 999999) | upper | length }},{% endfor %}]",
+        "[{% for i in range(100000) %}{{ ('x' * 999999).upper() | length }},{% endfor %}]",
+        "{{ [1, 2] | batch(10**9, 'x') | list }}",
+        "{{ [1, 2] | slice(10**9) | list }}",
     ],
 )
 def test_adversarial_templates_hit_the_render_budget(expression: str) -> None:

@@ -101,7 +101,7 @@ class Budget:
         self.iterations = self.limits.iterations
         self.work = self.limits.work
         self.output = self.limits.output_items
-        self.deadline = 0.0  # set on the first loop iteration: most renders never need the clock
+        self.deadline = time.monotonic() + self.limits.seconds
 
 
 BUDGET = Budget()
@@ -112,16 +112,13 @@ def exceeded(what: str) -> BudgetExceededError:
 
 
 def tick() -> None:
-    """One loop iteration (or macro call)."""
+    """One loop iteration (or macro call); the clock is read every 256 of them."""
     budget = BUDGET
     left = budget.iterations = budget.iterations - 1
-    if left < 0 or left & 1023 == 0:
+    if left < 0 or left & 255 == 0:
         if left < 0:
             raise exceeded(f"{budget.limits.iterations} loop iterations")
-        now = time.monotonic()
-        if budget.deadline == 0.0:
-            budget.deadline = now + budget.limits.seconds
-        elif now > budget.deadline:
+        if time.monotonic() > budget.deadline:
             raise exceeded(f"{budget.limits.seconds} seconds")
 
 
@@ -311,7 +308,7 @@ def _attribute(obj: Any, name: str) -> Any:
         if bounded is not None:
             return _bind(bounded, obj)
         if name in _STR_METHODS:
-            return getattr(obj, name)
+            return _bind(_charging(getattr(str, name)), obj)
         return _unsafe_or_missing(str, name)
     if isinstance(obj, Mapping):
         if name in _DICT_METHODS:
@@ -580,6 +577,13 @@ def _bind(method: Callable[..., Any], text: str) -> Callable[..., Any]:
     return bound
 
 
+def _charging(method: Callable[..., Any]) -> Callable[..., Any]:
+    def charged(*args: Any, **kwargs: Any) -> Any:
+        return _charged(method(*args, **kwargs))
+
+    return charged
+
+
 def _padding(kind: str) -> Callable[..., str]:
     def pad(text: str, width: Any, *args: Any) -> str:
         _check_length(int(width))
@@ -743,13 +747,21 @@ def filter_function(name: str) -> Callable[..., Any]:
             for arg in args:
                 if type(arg) is Missing:
                     arg.fail()
-            return native(item, *args, **kwargs)
+            result = native(item, *args, **kwargs)
+            if type(result) is str and len(result) > 256:  # short results: nothing to account for
+                charge(len(result))
+            return result
 
         return checked
 
     def via_jinja(item: Any, *args: Any, **kwargs: Any) -> Any:
         if type(item) is Missing:
             item.fail()
+        for arg in (*args, *kwargs.values()):
+            # A count or width (batch, slice, truncate, ...) beyond the budget is refused before
+            # Jinja's code builds anything that large.
+            if type(arg) is int and arg > BUDGET.limits.string_length:
+                raise exceeded(f"{BUDGET.limits.string_length} characters or items in one value")
         result = _jinja().call_filter(name, item, args, kwargs)
         if hasattr(result, "__next__"):  # map, select, ...: generators
             result = list(result)
