@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable, Mapping
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from emf_spec import check_line, metric_names
 
-from fhirpipes import logs, metrics
+from fhirpipes import Mapper, hookimpl, logs, metrics
+from fhirpipes.dispatch import Dispatcher
 from fhirpipes.metrics import EmfWriter, batch_documents, documents, line_level
+from fhirpipes.plugins import load_registry
+from fhirpipes.testing.stream import make_record
 
 NOW = 1_796_162_778.906  # 2026-12-01T22:06:18.906Z
 
@@ -177,3 +182,39 @@ def test_the_writer_writes_to_whatever_stdout_is_when_the_batch_ends(
     captured = capsys.readouterr()
     assert check_line(captured.out)["RecordsMapped"] == 1
     assert captured.err == ""
+
+
+def raw_dispatcher(**mapper: Any) -> Dispatcher:
+    raw = Mapper(
+        table="Raw",
+        resource_type="Patient",
+        template="raw_patient.json.j2",
+        template_package="template_fixtures",
+        **mapper,
+    )
+
+    @hookimpl
+    def register_mappers(register: Callable[[Mapper], None]) -> None:
+        register(raw)
+
+    return Dispatcher(load_registry(modules={"test": SimpleNamespace(register_mappers=register_mappers)}))
+
+
+def test_a_failure_that_fails_the_batch_counts_its_record_as_failed() -> None:
+    def lookup(record: Any) -> Mapping[str, Any]:
+        raise TimeoutError("lookup timed out")  # not the record's fault: the batch fails
+
+    seen: list[tuple[dict[tuple[str | None, str], int], float]] = []
+    batch = [make_record("Raw", {"id": "1"}), make_record("Raw", {"id": "2"})]
+    with pytest.raises(TimeoutError):
+        raw_dispatcher(context=lookup).map_batch(batch, observe=lambda tally, s: seen.append((tally, s)))
+    ((tally, seconds),) = seen
+    assert tally == {("Raw", "failed"): 1} and seconds > 0
+
+
+def test_observe_is_optional_and_a_record_with_no_table_counts_under_none() -> None:
+    batch = [make_record("Raw", {"id": "1"})]
+    assert len(raw_dispatcher().map_batch(batch)) == 1  # the local runner's and the kit's call
+    seen: list[dict[tuple[str | None, str], int]] = []
+    raw_dispatcher().map_batch([*batch, "not a record"], observe=lambda tally, s: seen.append(tally))
+    assert seen == [{("Raw", "mapped"): 1, (None, "failed"): 1}]
