@@ -16,7 +16,8 @@ Pipes can't take partial failures from an enrichment: raising fails and retries 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from fhirpipes import engine
@@ -26,7 +27,7 @@ from fhirpipes.errors import BatchError, ErrorCode, MalformedRecordError, Record
 from fhirpipes.logs import logger
 from fhirpipes.mapper import Mapper
 from fhirpipes.plugins import Registry
-from fhirpipes.records import StreamRecord, identify, parse_record, records_of
+from fhirpipes.records import StreamRecord, identify, parse_record, records_of, table_from_arn
 from fhirpipes.resource import base_context, finish, resource_id, resource_value
 from fhirpipes.response import response_size, within
 from fhirpipes.settings import Settings
@@ -51,17 +52,47 @@ class Dispatcher:
         self.registry = registry
         self.settings = settings or Settings()
 
-    def map_batch(self, event: Any, *, pipe: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-        """Map any accepted batch shape; returns the events to hand to the Pipe's target."""
+    def map_batch(
+        self,
+        event: Any,
+        *,
+        pipe: Mapping[str, Any] | None = None,
+        observe: Callable[[dict[tuple[str | None, str], int], float], None] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Map any accepted batch shape; returns the events to hand to the Pipe's target.
+
+        ``observe`` (the handler's metrics, `fhirpipes.metrics.EmfWriter`) is called once the
+        batch is done, raised or not, with its record counts by (table, outcome) and its
+        duration in seconds; a record that fails the batch counts as ``failed``.
+        """
+        started = time.perf_counter()
         out = []
         counts = dict.fromkeys(("mapped", "skipped", "failed", "dropped"), 0)
+        observing = observe is not None
+        tally: dict[tuple[str | None, str], int] = {}
         records = records_of(event)
-        for raw in records:
-            outcome = self.map_record(raw, pipe=pipe)
-            counts[outcome.status] += 1
-            if outcome.event is not None:
-                out.append(outcome.event)
-        out = self._fit(out)
+        try:
+            for raw in records:
+                try:
+                    outcome = self.map_record(raw, pipe=pipe)
+                except Exception as exc:
+                    if observing:
+                        key = (exc.table if isinstance(exc, RecordError) else identify(raw)[1], "failed")
+                        tally[key] = tally.get(key, 0) + 1
+                    raise
+                counts[outcome.status] += 1
+                if observing:
+                    # Parsed records have a string ARN that names a table; failed ones say theirs.
+                    error = outcome.error
+                    table = table_from_arn(raw["eventSourceARN"]) if error is None else error.table
+                    key = (table, outcome.status)
+                    tally[key] = tally.get(key, 0) + 1
+                if outcome.event is not None:
+                    out.append(outcome.event)
+            out = self._fit(out)
+        finally:
+            if observe is not None:
+                observe(tally, time.perf_counter() - started)
         logger.info("batch mapped", extra={"fhirpipes": {"records": len(records), **counts}})
         return out
 

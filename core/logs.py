@@ -3,6 +3,11 @@
 Only *where* goes into a log line (table, eventID, sequence number, template, line, path,
 error code), never a record value: records are PHI. Fields are passed as ``extra={"fhirpipes":
 {...}}`` and the formatter writes them as top-level JSON keys.
+
+During a Lambda invocation every line also carries the invocation's keys, as Powertools'
+``Logger.inject_lambda_context`` adds them: ``function_request_id`` (the context's
+``aws_request_id``) and ``cold_start`` (true on the first invocation of the process only).
+The handler binds them with `bind_invocation` and unbinds them when the invocation ends.
 """
 
 from __future__ import annotations
@@ -11,23 +16,52 @@ import json
 import logging
 import sys
 import time
+from contextvars import ContextVar, Token
 from typing import IO, Any
 
 LOGGER_NAME = "fhirpipes"
 logger = logging.getLogger(LOGGER_NAME)
 
+# A ContextVar rather than state on the formatter (Powertools' ``append_keys``): Lambda runs one
+# invocation at a time per process, but a ContextVar stays right if invocations ever share one.
+_invocation: ContextVar[dict[str, Any] | None] = ContextVar("fhirpipes_invocation", default=None)
+
+
+def bind_invocation(request_id: str | None, cold_start: bool) -> Token[dict[str, Any] | None]:
+    """Put the invocation's keys on every log line until `unbind_invocation` with the token returned."""
+    keys: dict[str, Any] = {"function_request_id": request_id} if request_id else {}
+    keys["cold_start"] = cold_start
+    return _invocation.set(keys)
+
+
+def unbind_invocation(token: Token[dict[str, Any] | None]) -> None:
+    """End the invocation `bind_invocation` began: later lines carry no invocation keys."""
+    _invocation.reset(token)
+
+
+def invocation_keys() -> dict[str, Any]:
+    """The keys of the invocation under way (empty outside one); don't change the dict returned."""
+    return _invocation.get() or {}
+
+
+def rfc3339(seconds: float) -> str:
+    """``2024-05-01T12:00:00.123Z``: UTC to the millisecond, as Lambda's JSON log format reads it."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int(seconds * 1000) % 1000:03d}Z"
+
 
 class JsonFormatter(logging.Formatter):
-    """``{"timestamp", "level", "logger", "message", ...fields}`` as one JSON line."""
+    """``{"timestamp", "level", "logger", "message", ...invocation keys, ...fields}`` as one JSON line."""
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
-            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "timestamp": rfc3339(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
         }
+        keys = _invocation.get()
+        if keys:
+            line.update(keys)
         fields = getattr(record, "fhirpipes", None)
         if fields:
             line.update((key, value) for key, value in fields.items() if value is not None)

@@ -5,7 +5,12 @@
                                error event in the output; ``raise``: fail the batch so Pipes
                                retries it; ``drop``: log it and leave it out.
 ``FHIRPIPES_LOG_LEVEL``        DEBUG, INFO (default), WARNING, ERROR (also read:
-                               ``AWS_LAMBDA_LOG_LEVEL``, as Lambda's advanced logging sets it).
+                               ``AWS_LAMBDA_LOG_LEVEL``, as Lambda's advanced logging sets it,
+                               with Lambda's names: TRACE, WARN and FATAL are read as DEBUG,
+                               WARNING and CRITICAL).
+``FHIRPIPES_METRICS``          ``on``/``off``: the handler's EMF metrics lines on stdout
+                               (`fhirpipes.metrics`); default on in Lambda
+                               (``AWS_LAMBDA_FUNCTION_NAME`` set), off elsewhere.
 ``FHIRPIPES_PLUGINS``          comma-separated entry-point names to load (default: all).
 ``FHIRPIPES_SKIP_UNCHANGED``   ``true``/``false``: override every mapper's ``skip_unchanged``.
 ``FHIRPIPES_PIPE_NAMES``       JSON object, table -> Pipe name: the ``pipe`` template variable
@@ -31,6 +36,9 @@ from fhirpipes.errors import ConfigurationError
 OnError = Literal["emit", "raise", "drop"]
 ON_ERROR_CHOICES = ("emit", "raise", "drop")
 PIPES_RESPONSE_LIMIT = 6 * 1024 * 1024
+# Lambda's application log levels (AWS_LAMBDA_LOG_LEVEL) that Python's logging names otherwise.
+_LAMBDA_LEVELS = {"TRACE": "DEBUG", "WARN": "WARNING", "FATAL": "CRITICAL"}
+_ON, _OFF = ("on", "true", "1", "yes"), ("off", "false", "0", "no")
 
 
 # A NamedTuple (immutable, cheap to define at cold start); change one with ``settings._replace(...)``.
@@ -43,6 +51,7 @@ class Settings(NamedTuple):
     pipe_names: Mapping[str, str] = MappingProxyType({})
     max_response_bytes: int = PIPES_RESPONSE_LIMIT
     render_budget: Limits = Limits()
+    metrics: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -55,6 +64,7 @@ class Settings(NamedTuple):
             .strip()
             .upper()
         )
+        level = _LAMBDA_LEVELS.get(level, level)
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigurationError("FHIRPIPES_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
         skip = environ.get("FHIRPIPES_SKIP_UNCHANGED", "").strip().lower()
@@ -84,7 +94,19 @@ class Settings(NamedTuple):
             pipe_names=pipe_names,
             max_response_bytes=limit,
             render_budget=render_budget(environ.get("FHIRPIPES_RENDER_BUDGET", "")),
+            metrics=_switch(
+                environ, "FHIRPIPES_METRICS", default=bool(environ.get("AWS_LAMBDA_FUNCTION_NAME"))
+            ),
         )
+
+
+def _switch(environ: Mapping[str, str], name: str, *, default: bool) -> bool:
+    value = environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value not in _ON + _OFF:
+        raise ConfigurationError(f"{name} must be on or off")
+    return value in _ON
 
 
 def render_budget(text: str) -> Limits:
