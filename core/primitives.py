@@ -107,10 +107,3 @@ def _strings_only(value: Any) -> str | None:
         return CONTROL_RULE
     return None
 
-
-def clean(value: Any) -> Any:
-    """``value`` without the control characters FHIR refuses (tab, CR and LF are kept); other values as
-    they are. The ``fhir_clean`` filter: for a mapper whose source text may carry them."""
-    if isinstance(value, str) and not value.isprintable():
-        return CONTROL.sub("", value)
-    return value
