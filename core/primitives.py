@@ -60,7 +60,7 @@ def checker(fhir_type: str, version: str) -> Check | None:
         out_of_range = f"out of the range of a FHIR {fhir_type}"
 
         def check_integer(value: Any) -> str | None:
-            if isinstance(value, str):  # integer64 is a JSON string in R5
+            if isinstance(value, str) and fhir_type == "integer64":  # a JSON string in R5
                 text = value
                 if match is not None and not match(text):
                     return broken

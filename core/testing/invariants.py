@@ -11,7 +11,11 @@ version (its R4 model for R4B: the closest it has). A plugin's test environment 
 
 A constraint fails only when its expression evaluates to false. Empty (FHIRPath's "unknown", e.g. two
 dates of different precisions) counts as satisfied, and so does an expression fhirpathpy cannot evaluate
-(``htmlChecks()``, ``conformsTo()``, ``resolve()``): `evaluate` lists those apart.
+(``htmlChecks()``, ``conformsTo()``, R5's ``lowBoundary()``, Quantity comparisons such as rng-2):
+`evaluate` lists those apart. The verdicts are fhirpathpy's: it compares partial dates of different
+precisions as if complete ("2020-05" <= "2020" is false for it, unknown for FHIRPath), so on such a
+Period it is stricter than the Lambda's per-1 (`fhirpipes.invariants`); a mapper that writes periods of
+mixed precision on purpose can override the check.
 """
 
 from __future__ import annotations
