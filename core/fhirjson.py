@@ -132,7 +132,9 @@ def _plan(
         check = checker(kind, version) if kind is not None else None
         elements.append((key, field, primitive, extension, bindings.get(key), check))
     is_resource = cls.has_resource_base()
-    rules = None if is_resource or cls.__name__ == "FHIRPrimitiveExtension" else invariants(cls.__name__, version)
+    rules = (
+        None if is_resource or cls.__name__ == "FHIRPrimitiveExtension" else invariants(cls.__name__, version)
+    )
     return is_resource, tuple(elements), rules
 
 
@@ -149,7 +151,12 @@ def to_json_value(model: FHIRAbstractModel) -> dict[str, Any]:
             if primitive:
                 value = _primitive(value)
                 if check is not None:
-                    _check_primitive(key, value, check)
+                    if type(value) is list:
+                        _check_items(key, value, check)
+                    else:
+                        rule = check(value)
+                        if rule is not None:
+                            raise PrimitiveError([f".{key}"], rule)
             else:
                 try:
                     value = _complex(value)
@@ -180,17 +187,12 @@ def to_json_value(model: FHIRAbstractModel) -> dict[str, Any]:
     return out
 
 
-def _check_primitive(key: str, value: Any, check: Check) -> None:
-    if isinstance(value, list):
-        for index, item in enumerate(value):
-            if item is not None:
-                rule = check(item)
-                if rule is not None:
-                    raise PrimitiveError([f".{key}", f"[{index}]"], rule)
-        return
-    rule = check(value)
-    if rule is not None:
-        raise PrimitiveError([f".{key}"], rule)
+def _check_items(key: str, values: list[Any], check: Check) -> None:
+    for index, item in enumerate(values):
+        if item is not None:
+            rule = check(item)
+            if rule is not None:
+                raise PrimitiveError([f".{key}", f"[{index}]"], rule)
 
 
 def _check(key: str, value: Any, allowed: Allowed) -> None:

@@ -64,7 +64,11 @@ def _quantity_gt(low: Any, high: Any) -> bool:
     return bool(low["value"] > high["value"])
 
 
-PER_1 = ("per-1", "If present, start SHALL have a lower value than end", lambda e: after(e.get("start"), e.get("end")))
+PER_1 = (
+    "per-1",
+    "If present, start SHALL have a lower value than end",
+    lambda e: after(e.get("start"), e.get("end")),
+)
 QTY_3 = ("qty-3", "If a code for the unit is present, the system SHALL also be present",
          lambda e: "code" in e and "system" not in e)  # fmt: skip
 

@@ -131,7 +131,13 @@ def primitives(version: str, definitions: list[dict[str, Any]]) -> dict[str, dic
             for extension in kind.get("extension", []):
                 if extension["url"].endswith("/regex"):
                     rules["regex"] = extension["valueString"]
-        for key in ("maxLength", "minValueInteger", "maxValueInteger", "minValueInteger64", "maxValueInteger64"):
+        for key in (
+            "maxLength",
+            "minValueInteger",
+            "maxValueInteger",
+            "minValueInteger64",
+            "maxValueInteger64",
+        ):
             if key in value:
                 rules[key.replace("Integer64", "Integer")] = int(value[key])
         own[definition["url"]] = rules

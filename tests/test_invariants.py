@@ -53,7 +53,9 @@ def test_datatype_invariants_are_enforced_at_runtime(
 
 
 @pytest.mark.parametrize(("version", "resource_type", "data", "path", "key"), BROKEN[:-1])
-def test_the_kit_agrees_on_each(version: str, resource_type: str, data: dict[str, Any], path: str, key: str) -> None:
+def test_the_kit_agrees_on_each(
+    version: str, resource_type: str, data: dict[str, Any], path: str, key: str
+) -> None:
     if unavailable_reason(version):
         pytest.skip(str(unavailable_reason(version)))
     report = evaluate({"resourceType": resource_type, **data}, version)
@@ -115,7 +117,9 @@ def test_per_1_is_broken_exactly_when_start_is_surely_after_end(start: str, end:
     surely_after = _low_high(start)[0] > _low_high(end)[1]
     assert after(start, end) == surely_after
     if unavailable_reason("R4B") is None:  # FHIRPath's verdict on R4B's start <= end, by fhirpathpy
-        report = evaluate({"resourceType": "Patient", "address": [{"period": {"start": start, "end": end}}]}, "R4B")
+        report = evaluate(
+            {"resourceType": "Patient", "address": [{"period": {"start": start, "end": end}}]}, "R4B"
+        )
         flagged = any(f.key == "per-1" for f in report.failures)
         # fhirpathpy reads "2020-05" <= "2020" as false (FHIRPath says unknown): it is stricter at
         # differing precisions, never laxer, and agrees exactly at the same precision.
@@ -166,5 +170,7 @@ def test_the_kit_passes_the_same_mapper_without_it(pytester: pytest.Pytester) ->
         pytest.skip(str(unavailable_reason("R4B")))
     model_class("Observation", "R4B")
     _plugin(pytester, '[{"id": "w-1", "kg": 71.5}]')
-    result = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-q", "-k", "invariants")
+    result = pytester.runpytest(
+        "-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-q", "-k", "invariants"
+    )
     result.assert_outcomes(passed=1)

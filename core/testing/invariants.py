@@ -72,7 +72,7 @@ def _model(fhir_version: str) -> dict[str, Any]:
 def _parsed(expression: str) -> Any:
     from fhirpathpy.parser import parse
 
-    return parse(expression)
+    return parse(expression)  # type: ignore[no-untyped-call]
 
 
 def _has_value(inputs: list[Any]) -> list[bool]:
@@ -100,7 +100,9 @@ def evaluate(resource: dict[str, Any], fhir_version: str) -> Report:
     """Evaluate every error-severity invariant at every element of ``resource`` (not changed)."""
     resource = copy.deepcopy(resource)  # fhirpathpy annotates what it reads
     report = Report()
-    _walk(resource, resource["resourceType"], resource["resourceType"], resource, resource, fhir_version, report)
+    _walk(
+        resource, resource["resourceType"], resource["resourceType"], resource, resource, fhir_version, report
+    )
     return report
 
 
@@ -155,8 +157,8 @@ def _check(
 
     context = {"resource": resource, "rootResource": root}
     try:
-        result = apply_parsed_path(
-            ResourceNode.create_node(node, base),
+        result = apply_parsed_path(  # type: ignore[no-untyped-call]
+            ResourceNode.create_node(node, base),  # type: ignore[no-untyped-call]
             _parsed(constraint["expression"]),
             context,
             _model(version),
