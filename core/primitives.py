@@ -110,7 +110,11 @@ def checker(fhir_type: str, version: str) -> Check | None:
         printable = value.isprintable()
         if not printable and CONTROL.search(value):
             return CONTROL_RULE
-        if match is not None and not (printable and accept is not None and accept(value)) and not match(value):
+        if (
+            match is not None
+            and not (printable and accept is not None and accept(value))
+            and not match(value)
+        ):
             return broken
         if max_length is not None and len(value) > max_length:
             return long
@@ -131,7 +135,13 @@ def _id(value: str) -> bool:
     return 0 < len(value) <= 64 and value.isascii() and value.replace("-", "a").replace(".", "a").isalnum()
 
 
-_ACCEPT: dict[str, Callable[[str], bool]] = {"code": _code, "uri": _uri, "url": _uri, "canonical": _uri, "id": _id}
+_ACCEPT: dict[str, Callable[[str], bool]] = {
+    "code": _code,
+    "uri": _uri,
+    "url": _uri,
+    "canonical": _uri,
+    "id": _id,
+}
 """Fast acceptance of a printable value (no tab, CR, LF, control or Unicode space) for the commonest types,
 a regex call (~0.4 us) saved per element. Sufficient, never necessary: what it does not accept goes to the
 regex, which decides; tests/test_primitives.py checks that each accepts only what its regex does."""
