@@ -246,7 +246,19 @@ def uuid5(*parts: Any) -> str:
     return str(uuid.uuid5(NAMESPACE, "\x1f".join(str(part) for part in parts)))
 
 
+def fhir_clean(value: Any) -> Any:
+    """A string without the control characters FHIR refuses in any string (below U+0020, but tab, CR
+    and LF); any other value as it is. Opt-in: without it such a string is a record error
+    (``control-character``), since silently changing a value is not always right."""
+    if isinstance(value, str) and not value.isprintable():
+        return _CONTROL.sub("", value)
+    return value
+
+
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")  # = fhirpipes.primitives.CONTROL (a test checks)
+
 FILTERS = {
+    "fhir_clean": fhir_clean,
     "fhir_date": fhir_date,
     "fhir_datetime": fhir_datetime,
     "fhir_gender": fhir_gender,

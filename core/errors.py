@@ -50,6 +50,7 @@ class ErrorCode(StrEnum):
     WRONG_RESOURCE_TYPE = "wrong-resource-type"
     INVALID_RESOURCE = "invalid-resource"
     INVALID_CODE = "invalid-code"
+    CONTROL_CHARACTER = "control-character"
 
 
 class FhirpipesError(Exception):

@@ -1,4 +1,4 @@
-"""The JSON value of a validated fhir.resources model, fast, with FHIR's required value sets checked.
+"""The JSON value of a validated fhir.resources model, fast, with the FHIR rules fhir.resources skips.
 
 It returns exactly what ``json.loads(model.model_dump_json())`` would (a differential test keeps
 it so: element order, ``resourceType`` first, primitive extensions, decimals as int/float as
@@ -7,47 +7,119 @@ Python wrap-serializer per element, which is 43% of a naive mapper's time.
 
 fhir.resources does not check required value-set bindings (it accepts gender "banana"), so the walk
 also checks every required binding of the classes it walks, as generated from the official FHIR
-definitions (`fhirpipes.bindings`, loaded per model module on first use).
+definitions (`fhirpipes.bindings`, loaded per model module on first use). It also holds every primitive to
+its datatype's regex, length and range and refuses control characters (`fhirpipes.primitives`), and checks
+the error-severity invariants of the common datatypes (`fhirpipes.invariants`): fhir_core's own checks are
+looser (ids of 255 characters, codes with tabs, uris with spaces) and it evaluates no invariant.
+
+The FHIR type of each element comes from fhir_core's field annotation (``Annotated[str, Code()]``: the
+marker's ``__visit_name__``; a bare ``bool``/``int``/``str`` by fhir_core's own table), found once per
+model class, as everything else in `_plan`.
 """
 
 from __future__ import annotations
 
 import base64
 import functools
+import typing
 import uuid
 from decimal import Decimal
 from typing import Any
 
+from fhir_core.constraints import FHIR_PRIMITIVES_MAPS
 from fhir_core.fhirabstractmodel import FHIRAbstractModel
 from fhir_core.utils import is_primitive_type
 from pydantic_core import to_jsonable_python
 
 from fhirpipes.bindings import Allowed, required_bindings
+from fhirpipes.errors import ErrorCode
+from fhirpipes.invariants import Invariant, invariants
+from fhirpipes.primitives import CONTROL_RULE, Check, checker
 
-_Element = tuple[str, str, bool, "tuple[str, str] | None", "Allowed | None"]
-"""(JSON key, model field, is primitive, (extension field, its JSON key) or None, required binding)."""
+_Element = tuple[str, str, bool, "tuple[str, str] | None", "Allowed | None", "Check | None"]
+"""(JSON key, model field, is primitive, (extension field, its JSON key) or None, required binding,
+the check of its FHIR primitive type)."""
+
+_VERSIONS = {"fhir.resources.R4B": "R4B", "fhir.resources": "R5"}
 
 
-class ValueSetError(ValueError):
-    """A coded element holds a code outside its required value set; ``path`` is the FHIR path."""
+class ElementError(ValueError):
+    """An element breaks a FHIR rule; ``path`` is its FHIR path below the resource, ``code`` an ErrorCode.
 
-    def __init__(self, path: list[str], element: str, allowed: Allowed) -> None:
+    The message names the rule, never the value.
+    """
+
+    code: str = ErrorCode.INVALID_RESOURCE
+
+    def __init__(self, path: list[str], message: str) -> None:
         self.segments = path
-        self.element = element
-        self.allowed = allowed
-        super().__init__(f"not a code of the required value set ({_describe(allowed)})")
+        super().__init__(message)
 
     @property
     def path(self) -> str:
         return "".join(self.segments).lstrip(".")
 
 
+class ValueSetError(ElementError):
+    """A coded element holds a code outside its required value set."""
+
+    code = ErrorCode.INVALID_CODE
+
+    def __init__(self, path: list[str], element: str, allowed: Allowed) -> None:
+        self.element = element
+        self.allowed = allowed
+        super().__init__(path, f"not a code of the required value set ({_describe(allowed)})")
+
+
+class PrimitiveError(ElementError):
+    """A primitive breaks its datatype's regex, length or range, or holds a control character."""
+
+    def __init__(self, path: list[str], rule: str) -> None:
+        self.rule = rule
+        if rule == CONTROL_RULE:
+            self.code = ErrorCode.CONTROL_CHARACTER
+        super().__init__(path, rule)
+
+
+class InvariantError(ElementError):
+    """An element breaks an error-severity invariant of its datatype; ``key`` is the invariant's."""
+
+    def __init__(self, path: list[str], key: str, human: str) -> None:
+        self.key = key
+        super().__init__(path, f"breaks FHIR invariant {key}: {human}")
+
+
+_ELE_1 = "All FHIR elements must have a @value or children"
+
+
+def fhir_type(annotation: Any) -> str | None:
+    """The FHIR primitive type of a fhir_core field annotation (None for a complex type)."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        for marker in annotation.__metadata__:
+            name = getattr(marker, "__visit_name__", None)
+            if isinstance(name, str):
+                return name
+    if typing.get_origin(annotation) is None:
+        found = FHIR_PRIMITIVES_MAPS.get(annotation)
+        return found if isinstance(found, str) else None
+    for argument in typing.get_args(annotation):
+        found = fhir_type(argument)
+        if found is not None:
+            return found
+    return None
+
+
 @functools.cache
-def _plan(cls: type[FHIRAbstractModel]) -> tuple[bool, tuple[_Element, ...]]:
-    """Per model class: is it a resource, and its elements in FHIR order with their required bindings."""
+def _plan(
+    cls: type[FHIRAbstractModel],
+) -> tuple[bool, tuple[_Element, ...], tuple[Invariant, ...] | None]:
+    """Per model class: is it a resource, its elements in FHIR order with their required bindings and
+    primitive checks, and the invariants of its datatype (None: no ele-1 either, for a resource and for
+    a primitive's ``_element``, whose emptiness the walk already drops)."""
     fields = cls.model_fields
     aliases = cls.get_alias_mapping()
     bindings = required_bindings(cls)
+    version = _VERSIONS.get(cls.__module__.rpartition(".")[0], "")
     elements: list[_Element] = []
     for element in cls.elements_sequence():
         field = aliases[element]
@@ -55,26 +127,40 @@ def _plan(cls: type[FHIRAbstractModel]) -> tuple[bool, tuple[_Element, ...]]:
         ext_field = f"{field}__ext"
         extension = (ext_field, fields[ext_field].alias or ext_field) if ext_field in fields else None
         key = info.alias or field
-        elements.append((key, field, is_primitive_type(info), extension, bindings.get(key)))
-    return cls.has_resource_base(), tuple(elements)
+        primitive = is_primitive_type(info)
+        kind = fhir_type(info.annotation) if primitive else None
+        check = checker(kind, version) if kind is not None else None
+        elements.append((key, field, primitive, extension, bindings.get(key), check))
+    is_resource = cls.has_resource_base()
+    rules = (
+        None if is_resource or cls.__name__ == "FHIRPrimitiveExtension" else invariants(cls.__name__, version)
+    )
+    return is_resource, tuple(elements), rules
 
 
 def to_json_value(model: FHIRAbstractModel) -> dict[str, Any]:
-    """The JSON value fhir.resources would write for ``model``; raises `ValueSetError`."""
-    is_resource, elements = _plan(type(model))
+    """The JSON value fhir.resources would write for ``model``; raises an `ElementError`."""
+    is_resource, elements, rules = _plan(type(model))
     values = model.__dict__
     out: dict[str, Any] = {}
     if is_resource:
         out["resourceType"] = model.__resource_type__
-    for key, field, primitive, extension_field, allowed in elements:
+    for key, field, primitive, extension_field, allowed, check in elements:
         value = values.get(field)
         if value is not None:
             if primitive:
                 value = _primitive(value)
+                if check is not None:
+                    if type(value) is list:
+                        _check_items(key, value, check)
+                    else:
+                        rule = check(value)
+                        if rule is not None:
+                            raise PrimitiveError([f".{key}"], rule)
             else:
                 try:
                     value = _complex(value)
-                except ValueSetError as exc:
+                except ElementError as exc:
                     exc.segments.insert(0, f".{key}")
                     raise
             if allowed is not None:
@@ -92,7 +178,21 @@ def to_json_value(model: FHIRAbstractModel) -> dict[str, Any]:
     comments = values.get("fhir_comments")
     if comments is not None:
         out["fhir_comments"] = comments
+    if rules is not None:
+        if not out:
+            raise InvariantError([], "ele-1", _ELE_1)
+        for invariant_key, human, broken in rules:
+            if broken(out):
+                raise InvariantError([], invariant_key, human)
     return out
+
+
+def _check_items(key: str, values: list[Any], check: Check) -> None:
+    for index, item in enumerate(values):
+        if item is not None:
+            rule = check(item)
+            if rule is not None:
+                raise PrimitiveError([f".{key}", f"[{index}]"], rule)
 
 
 def _check(key: str, value: Any, allowed: Allowed) -> None:
@@ -127,7 +227,7 @@ def _complex(value: Any) -> Any:
         for index, item in enumerate(value):
             try:
                 items.append(_complex(item))
-            except ValueSetError as exc:
+            except ElementError as exc:
                 exc.segments.insert(0, f"[{index}]")
                 raise
         return items

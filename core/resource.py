@@ -152,7 +152,8 @@ def _meta_in_order(meta: dict[str, Any]) -> dict[str, Any]:
 
 
 def validate(mapper: Mapper, resource: dict[str, Any]) -> dict[str, Any]:
-    """Validate with fhir.resources and required value sets; return the model's JSON value."""
+    """Validate with fhir.resources, then FHIR's required value sets, primitive rules and datatype
+    invariants (`fhirpipes.fhirjson`); return the model's JSON value."""
     cls = model_class(mapper.resource_type, mapper.fhir_version)
     try:
         entity: dict[str, Any] = _validation_machinery()[2](cls.model_validate(resource))
@@ -165,7 +166,7 @@ def validate(mapper: Mapper, resource: dict[str, Any]) -> dict[str, Any]:
 
 
 def _invalid(mapper: Mapper, exc: Exception) -> InvalidResourceError:
-    ValidationError, ValueSetError, _ = _validation_machinery()
+    ValidationError, ElementError, _ = _validation_machinery()
     if isinstance(exc, ValidationError):
         first = exc.errors()[0]
         path = _fhir_path(mapper.resource_type, first["loc"])
@@ -177,12 +178,12 @@ def _invalid(mapper: Mapper, exc: Exception) -> InvalidResourceError:
             path=path,
             template=mapper.template,
         )
-    if isinstance(exc, ValueSetError):
+    if isinstance(exc, ElementError):  # a value set, primitive or invariant rule: the message names it
         return InvalidResourceError(
             f"{exc}",
             path=f"{mapper.resource_type}{'.' if exc.path else ''}{exc.path}",
             template=mapper.template,
-            code=ErrorCode.INVALID_CODE,
+            code=exc.code,
         )
     # Anything else here is about this resource, not a passing fault: retrying the batch
     # would block the shard behind a record that can never pass.
@@ -196,9 +197,9 @@ def _validation_machinery() -> tuple[Any, Any, Any]:
     # Imported on first use, once: pydantic resolves names lazily, so a per-call import costs ~10 us.
     from pydantic import ValidationError
 
-    from fhirpipes.fhirjson import ValueSetError, to_json_value
+    from fhirpipes.fhirjson import ElementError, to_json_value
 
-    return ValidationError, ValueSetError, to_json_value
+    return ValidationError, ElementError, to_json_value
 
 
 def _fhir_path(resource_type: str, loc: tuple[Any, ...]) -> str:
