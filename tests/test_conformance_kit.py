@@ -219,6 +219,60 @@ def test_catches_codes_outside_required_value_sets(pytester: pytest.Pytester) ->
     result.stdout.fnmatch_lines(["*sample 0 did not map*invalid-code*Patient.gender*"])
 
 
+def test_catches_an_element_made_from_an_empty_value(pytester: pytest.Pytester) -> None:
+    # The built-in Patient template's old telecom: guarded by "is defined", so "" or NULL still
+    # gave {"system": "phone", "use": "home"} (and the same for the MRN and the address).
+    template = GOOD_TEMPLATE.replace(
+        '"gender":',
+        '"telecom": [{% if new.phone is defined %}{"system": "phone", "value": {{ new.phone }}, "use": "home"}'
+        '{% endif %}],\n  "gender":',
+    )
+    samples = '[{"id": "k-1", "lastName": "Okafor", "phone": "+1 555 0100"}]'
+    write_plugin(pytester, "empty_phone", template=template, samples=samples)
+    result = run(pytester, "empty_values")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*sample 0, phone = '': the output differs from the item without it*"])
+
+
+def test_catches_a_default_in_place_of_a_null(pytester: pytest.Pytester) -> None:
+    # The old `active | default(true)`: an item without `active` said true, one with NULL said nothing.
+    template = GOOD_TEMPLATE.replace('"gender":', '"active": {{ new.active | default(true) }},\n  "gender":')
+    samples = '[{"id": "k-1", "lastName": "Okafor", "active": false}]'
+    write_plugin(pytester, "default_true", template=template, samples=samples)
+    result = run(pytester, "empty_values")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*sample 0, active = '': the output differs from the item without it*"])
+
+
+def test_catches_a_null_turned_into_text(pytester: pytest.Pytester) -> None:
+    # The old qualification code: `q.code | string` wrote NULL as "None" (and true as "True").
+    template = GOOD_TEMPLATE.replace(
+        '"gender":', '"maritalStatus": {"text": {{ new.status | string }}},\n  "gender":'
+    )
+    samples = '[{"id": "k-1", "lastName": "Okafor", "status": "married"}]'
+    write_plugin(pytester, "null_text", template=template, samples=samples)
+    result = run(pytester, "empty_values")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["*sample 0, status = None: the output holds values the sample's own output*"]
+    )
+
+
+def test_an_empty_value_may_be_refused_but_not_crash_the_template(pytester: pytest.Pytester) -> None:
+    # Iterating a NULL list fails with a TypeError: a broken template, not a refusal of the value.
+    template = GOOD_TEMPLATE.replace(
+        '"given": [{{ new.firstName | default(none) }}]',
+        '"given": [{% for n in new.nicknames | default([]) %}{{ n }},{% endfor %}]',
+    )
+    samples = '[{"id": "k-1", "lastName": "Okafor", "nicknames": ["Ngo"]}]'
+    write_plugin(pytester, "null_list", template=template, samples=samples)
+    result = run(pytester, "empty_values")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["*sample 0, nicknames = None: not a refusal of the value: record error render-failed*"]
+    )
+
+
 def test_catches_a_template_that_is_not_package_data(pytester: pytest.Pytester) -> None:
     # The mapper names a template its package doesn't ship; the shared package happens to have one.
     write_plugin(pytester, "unshipped", ship_template=False)

@@ -77,7 +77,6 @@ def test_the_original_item_maps_exactly() -> None:
                     "source": f"{stream_arn('Patients')}#42",
                     "tag": [{"system": "urn:fhirpipes:source-table", "code": "Patients"}],
                 },
-                "active": True,
                 "name": [{"family": "Smith", "given": ["John"]}],
                 "birthDate": "1991-07-13",
                 "address": [

@@ -558,6 +558,57 @@ class MapperConformanceTests:
                 result = self.map_item(_delete(item, path))
                 self.assert_refused_cleanly(result, f"sample {index} without {_show(path)}")
 
+    empty_values: ClassVar[tuple[Any, ...]] = ("", None, "   ")
+    """What `test_empty_values_invent_nothing` sets each attribute to: empty, NULL, whitespace."""
+
+    def test_empty_values_invent_nothing(self) -> None:
+        """An empty value is no value: any attribute set to ``""``, NULL or ``"   "`` maps exactly like
+        the item without it, or is refused with a clean record error. So no element comes from
+        an empty value: no identifier with a system and no value, no telecom with only a use, no
+        ``{"use": "home"}`` address, no ``"None"`` code, no default in place of a NULL.
+
+        Where the item without the attribute is refused (a required attribute), the empty value
+        may be refused too or map (whether an empty required value is an error is the mapper's
+        decision), but what it maps to holds no value the sample's own output doesn't (a NULL
+        written as ``"None"``).
+        """
+        keys = set(self.get_key_attributes())
+        for index, item in enumerate(self.get_samples()):
+            # One event id and sequence number for all variants: meta.source must not differ.
+            def mapped(variant: Mapping[str, Any]) -> Mapped:
+                return self.map_raw(self.record_for(variant, event_id="empty-values", sequence_number="1"))
+
+            sample = mapped(item).entity
+            known = {json.dumps(leaf, default=str) for _, leaf in _leaves(sample)}
+            for path, _value in _leaves(item, containers=True):
+                if path[0] in keys:
+                    continue
+                without = mapped(_delete(item, path))
+                for empty in self.empty_values:
+                    result = mapped(_set(item, path, empty))
+                    where = f"sample {index}, {_show(path)} = {empty!r}"
+                    self.assert_refused_cleanly(result, where)
+                    if result.error is not None:
+                        assert result.error.code in REFUSAL_CODES, (
+                            f"{where}: not a refusal of the value: {result.describe()}"
+                        )
+                        continue
+                    if without.error is not None:  # required: see the docstring
+                        made = {json.dumps(leaf, default=str) for _, leaf in _leaves(result.entity)} - known
+                        assert not made, (
+                            f"{where}: the output holds values the sample's own output doesn't "
+                            "(an empty value turned into text?)"
+                        )
+                        continue
+                    assert result.command == without.command, (
+                        f"{where} gives {result.describe()}, without it {without.describe()}: "
+                        "an empty value must map like no value"
+                    )
+                    assert result.entity == without.entity, (
+                        f"{where}: the output differs from the item without it (something was made "
+                        "from an empty value)"
+                    )
+
     def test_no_record_value_in_errors_or_logs(self) -> None:
         """No record value appears in an error message or a ``fhirpipes`` log line (records are PHI)."""
         mapper = self.get_mapper()
