@@ -60,9 +60,10 @@ def hand_written(record: dict[str, Any], deserialize: Callable[[Any], Any], pati
             "source": f"{record['eventSourceARN']}#{record['dynamodb']['SequenceNumber']}",
             "tag": [{"system": "urn:fhirpipes:source-table", "code": "Patients"}],
         },
-        "active": item.get("active", True),
         "name": [name],
     }
+    if "active" in item:  # only what the item says (FHIR assumes active when absent)
+        resource["active"] = item["active"]
     if "mrn" in item:
         resource["identifier"] = [
             {

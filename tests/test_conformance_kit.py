@@ -110,7 +110,7 @@ def test_a_sound_mapper_passes_every_check(pytester: pytest.Pytester, json_schem
     write_plugin(pytester, "sound")
     result = pytester.runpytest(*INNER, "-q", "-rs")
     # Skipped: the entry point (published = False) and soft delete (it deletes).
-    result.assert_outcomes(passed=15, skipped=2)
+    result.assert_outcomes(passed=16, skipped=2)
 
 
 def test_a_template_that_would_half_render_json_is_refused_when_it_compiles(
