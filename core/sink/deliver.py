@@ -16,7 +16,8 @@ source versions, skip an older or replayed state, else write with ``If-Match`` o
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 from urllib.parse import quote
@@ -54,8 +55,10 @@ class Sink:
         settings: SinkSettings,
         client: Client | None = None,
         destination: ErrorDestination | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
+        self._clock = clock  # the deadline's (tests give a fake one, with the client's sleep)
         self.client = client or Client(
             settings.fhir_url, auth_for(settings.auth, settings.region), timeout=settings.timeout
         )
@@ -64,7 +67,7 @@ class Sink:
     def deliver(self, batch: Any, context: Any = None) -> dict[str, list[dict[str, str]]]:
         """Deliver a Pipe's batch; returns the ``batchItemFailures`` to retry, in the batch's order."""
         events = batch if isinstance(batch, list) else [batch]
-        deadline = Deadline.of(context)
+        deadline = Deadline.of(context, clock=self._clock)
         sent_before = self.client.requests
         groups: dict[tuple[str, str], list[int]] = {}
         results: list[Result | None] = [None] * len(events)

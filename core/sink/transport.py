@@ -44,12 +44,18 @@ class Deadline:
         self._end = clock() + seconds
 
     @classmethod
-    def of(cls, context: Any, margin: float = 2.0, default: float = 60.0) -> Deadline:
+    def of(
+        cls,
+        context: Any,
+        margin: float = 2.0,
+        default: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> Deadline:
         """From a Lambda context (``get_remaining_time_in_millis``); ``default`` seconds without one."""
         remaining = getattr(context, "get_remaining_time_in_millis", None)
         seconds = remaining() / 1000.0 if callable(remaining) else default
         # Keep a tenth (at least ``margin``, at most 10 s) to report what wasn't delivered.
-        return cls(max(0.0, seconds - min(10.0, max(margin, seconds / 10))))
+        return cls(max(0.0, seconds - min(10.0, max(margin, seconds / 10))), clock)
 
     def left(self) -> float:
         """Seconds left (never negative)."""
@@ -57,7 +63,7 @@ class Deadline:
 
 
 class Client:
-    """A FHIR base URL, its auth, and one kept-alive connection per thread."""
+    """A FHIR base URL, its auth, and a pool of kept-alive connections."""
 
     def __init__(
         self,
@@ -76,7 +82,9 @@ class Client:
         self.auth = auth or NoAuth()
         self.timeout = timeout
         self._sleep, self._jitter = sleep, jitter
-        self._local = threading.local()
+        # Idle kept-alive connections, shared by the delivering threads (one request each at a time).
+        self._idle: list[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
         self.requests = 0  # sent, retries included (for the batch's figures); updated under the GIL
 
     def send(
@@ -124,11 +132,11 @@ class Client:
     def _once(
         self, method: str, path: str, data: bytes | None, headers: dict[str, str], timeout: float
     ) -> Response:
-        connection = getattr(self._local, "connection", None)
+        with self._lock:
+            connection = self._idle.pop() if self._idle else None
         if connection is None:
             kind = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
             connection = kind(self._netloc, timeout=timeout)
-            self._local.connection = connection
         else:
             connection.timeout = timeout
             if connection.sock is not None:
@@ -140,11 +148,12 @@ class Client:
             raw = answer.read()
         except BaseException:
             connection.close()  # a half-read connection can't carry the next request
-            self._local.connection = None
             raise
         if answer.will_close:
             connection.close()
-            self._local.connection = None
+        else:
+            with self._lock:
+                self._idle.append(connection)
         try:
             parsed = orjson.loads(raw) if raw else None
         except orjson.JSONDecodeError:
@@ -152,11 +161,11 @@ class Client:
         return Response(answer.status, {k.lower(): v for k, v in answer.getheaders()}, parsed)
 
     def close(self) -> None:
-        """Close this thread's connection (others close when their threads end)."""
-        connection = getattr(self._local, "connection", None)
-        if connection is not None:
+        """Close the kept-alive connections (a Lambda keeps them for its next invocation)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for connection in idle:
             connection.close()
-            self._local.connection = None
 
 
 def retry_after(value: str | None) -> float | None:
