@@ -74,6 +74,8 @@ class FakeFhir:
         return [(m, p) for m, p, _ in self.requests if method is None or m == method]
 
     def handle(self, method: str, path: str, headers: dict[str, str], body: Any) -> Any:
+        if method == "POST" and path == "":
+            return self._batch(headers, body)
         with self.lock:
             self.requests.append((method, path, headers))
             queued = self.faults.get((method, path))
@@ -101,6 +103,27 @@ class FakeFhir:
                 self.deleted.add(path)
                 return 204, {}, None
         return 405, {}, _outcome("not-supported")
+
+    def _batch(self, headers: dict[str, str], bundle: Any) -> Any:
+        """A ``batch`` Bundle: each entry as its own request, its answer in the same place."""
+        with self.lock:
+            self.requests.append(("POST", "", headers))
+            queued = self.faults.get(("POST", ""))
+            if queued:
+                return queued.pop(0)
+        answers = []
+        for entry in bundle["entry"]:
+            request = entry["request"]
+            inner = {"if-match": request["ifMatch"]} if "ifMatch" in request else {}
+            answer = self.handle(request["method"], request["url"], inner, entry.get("resource"))
+            status, _, body = (500, {}, _outcome("exception")) if answer == "drop" else answer
+            reply: dict[str, Any] = {"response": {"status": str(status)}}
+            if 200 <= status < 300 and body is not None:
+                reply["resource"] = body
+            elif body is not None:
+                reply["response"]["outcome"] = body
+            answers.append(reply)
+        return 200, {}, {"resourceType": "Bundle", "type": "batch-response", "entry": answers}
 
 
 def _outcome(code: str) -> dict[str, Any]:
@@ -145,7 +168,7 @@ def serving(fake: FakeFhir) -> Iterator[FakeFhir]:
             self.end_headers()
             self.wfile.write(data)
 
-        do_GET = do_PUT = do_DELETE = _serve
+        do_GET = do_PUT = do_DELETE = do_POST = _serve
 
         def log_message(self, format: str, *args: Any) -> None:
             pass

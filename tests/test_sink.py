@@ -124,7 +124,7 @@ def test_without_the_guard_each_event_is_one_request(fake: FakeFhir, clock: Fake
 
 @pytest.mark.parametrize("concurrency", [1, 4])
 def test_a_failure_holds_back_the_later_events_of_its_resource_only(
-    fake: FakeFhir, clock: FakeClock, concurrency: int
+    fake: FakeFhir, clock: FakeClock, concurrency: int, fhirpipes_log: list[str]
 ) -> None:
     sink = sink_for(fake, clock, concurrency=concurrency)
     fake.fault("PUT", "Patient/a", *[(503, {}, None)] * 1000)  # down for a's second event, for good
@@ -134,6 +134,9 @@ def test_a_failure_holds_back_the_later_events_of_its_resource_only(
     assert fake.store["Patient/a"]["meta"]["versionId"] == "1"  # nothing later was applied to a
     assert fake.store["Patient/b"]["meta"]["source"].endswith("6")  # b went on
     assert ("PUT", "Patient/a") in fake.sent() and ("DELETE", "Patient/a") not in fake.sent()
+    assert not any(
+        '"a"' in line or "Patient/a" in line for line in fhirpipes_log
+    )  # ids may be built from values
     assert clock.now - 1000 <= 30  # within the function's time
 
 
@@ -286,6 +289,22 @@ def test_a_write_that_races_ours_is_read_again_and_judged(fake: FakeFhir, clock:
     assert fake.store["Patient/a"]["gender"] == "other"  # 412, read again: ours was older, so dropped
 
 
+def test_a_resource_deleted_between_our_read_and_write_is_read_again(
+    fake: FakeFhir, clock: FakeClock
+) -> None:
+    sink = sink_for(fake, clock)
+    fake.put("Patient/a", put("x", "a", 1)["details"]["entity"])
+    fake.fault("PUT", "Patient/a", (410, {}, None))  # the conditional write finds it gone
+    assert sink.deliver([put("e2", "a", 2)]) == failures()
+    assert fake.sent() == [
+        ("GET", "Patient/a"),
+        ("PUT", "Patient/a"),
+        ("GET", "Patient/a"),
+        ("PUT", "Patient/a"),
+    ]
+    assert fake.store["Patient/a"]["meta"]["source"].endswith("2")
+
+
 def test_a_deleted_resource_answers_410_and_a_later_put_recreates_it(
     fake: FakeFhir, clock: FakeClock
 ) -> None:
@@ -303,3 +322,61 @@ def test_auth_failures_are_retried_by_the_pipe_not_discarded(
     sink = sink_for(fake, clock, FakeSqs())
     fake.fault("GET", "Patient/a", (status, {}, None))
     assert sink.deliver([put("e1", "a", 1)]) == failures("e1")
+
+
+# --- batch Bundles (FHIRPIPES_FHIR_BUNDLE_SIZE) ----------------------------------------------------
+
+
+def test_bundles_read_and_write_many_resources_in_two_requests(fake: FakeFhir, clock: FakeClock) -> None:
+    sink = sink_for(fake, clock, bundle_size=10)
+    batch = [put(f"e{n}", f"r{n}", n) for n in range(8)]
+    assert sink.deliver(batch, LambdaContext(clock)) == failures()
+    assert sink.client.requests == 2  # one Bundle of reads, one of writes
+    assert sorted(fake.store) == sorted(f"Patient/r{n}" for n in range(8))
+    assert sink.deliver(batch, LambdaContext(clock)) == failures()
+    assert sink.client.requests == 3  # replayed: the reads only
+    assert all(version == 1 for version in fake.versions.values())
+
+
+def test_bundles_keep_one_resources_events_in_order_one_round_each(fake: FakeFhir, clock: FakeClock) -> None:
+    sink = sink_for(fake, clock, bundle_size=3)
+    batch = [put("a1", "a", 1), put("b1", "b", 2), put("a2", "a", 3, gender="male"), delete("b2", "b", 4)]
+    batch += [put("c1", "c", 5), put("d1", "d", 6), put("a3", "a", 7, gender="female")]
+    assert sink.deliver(batch, LambdaContext(clock)) == failures()
+    assert fake.store["Patient/a"]["gender"] == "female" and fake.versions["Patient/a"] == 3
+    assert "Patient/b" in fake.deleted
+    # rounds: {a1,b1,c1 | d1}, {a2,b2}, {a3}; each a Bundle of reads and one of writes
+    assert sink.client.requests == 2 * (2 + 1 + 1)
+
+
+def test_bundle_entries_are_judged_each_on_its_own(fake: FakeFhir, clock: FakeClock) -> None:
+    sink = sink_for(fake, clock, FakeSqs(), bundle_size=10)
+    fake.fault("PUT", "Patient/bad", refusal("Patient.birthDate", "'x' is not a date"))
+    fake.fault("PUT", "Patient/busy", (503, {}, None))  # once: tried again next round
+    fake.fault("PUT", "Patient/down", *[(500, {}, None)] * 100)  # for good: given back to the Pipe
+    batch = [put("bad", "bad", 1), put("busy", "busy", 2), put("down", "down", 3), put("down2", "down", 4)]
+    batch += [put("ok", "ok", 5)]
+    assert sink.deliver(batch, LambdaContext(clock)) == failures("down", "down2")
+    assert "Patient/busy" in fake.store and "Patient/ok" in fake.store and "Patient/bad" not in fake.store
+    assert clock.sleeps  # a backoff between rounds
+
+
+def test_a_bundle_the_server_wont_take_is_given_back_to_the_pipe(fake: FakeFhir, clock: FakeClock) -> None:
+    sink = sink_for(fake, clock, bundle_size=10)
+    fake.fault("POST", "", (413, {}, None))
+    assert sink.deliver([put("e1", "a", 1), put("e2", "b", 2)], LambdaContext(clock)) == failures("e1", "e2")
+
+
+def test_bundle_writes_are_conditional_on_the_version_read(fake: FakeFhir, clock: FakeClock) -> None:
+    sink = sink_for(fake, clock, bundle_size=10)
+    fake.put("Patient/a", put("x", "a", 1)["details"]["entity"])
+    raced: list[Any] = []
+
+    def racer(method: str, path: str) -> None:
+        if not raced:
+            raced.append(fake.put("Patient/a", put("y", "a", 9, gender="other")["details"]["entity"]))
+
+    fake.before_write = racer
+    assert sink.deliver([put("e5", "a", 5, gender="male")], LambdaContext(clock)) == failures()
+    assert fake.store["Patient/a"]["gender"] == "other"  # 412 in the entry; read again: ours is older
+    assert sink.client.requests == 3

@@ -32,9 +32,9 @@ def dispatcher() -> Dispatcher:
     return Dispatcher(load_registry(only=["patient"]))
 
 
-@pytest.fixture
-def sink(fhir_url: str) -> Iterator[Sink]:
-    sink = Sink(SinkSettings(fhir_url, concurrency=2))
+@pytest.fixture(params=[1, 20], ids=["requests", "bundles"])
+def sink(fhir_url: str, request: pytest.FixtureRequest) -> Iterator[Sink]:
+    sink = Sink(SinkSettings(fhir_url, concurrency=2, bundle_size=request.param))
     yield sink
     sink.client.close()
 
@@ -65,6 +65,11 @@ def versions(fhir_url: str, path: str) -> int:
     return len(bundle.get("entry", []))
 
 
+def key(sink: Sink, name: str) -> str:
+    """An item key of its own per test and sink mode (the server lives for the module)."""
+    return f"{name}-{sink.settings.bundle_size}"
+
+
 def item(ident: str, **fields: Any) -> dict[str, Any]:
     return {"id": ident, "firstName": "Ann", "lastName": "Lee", "birthDate": "07-13-1991", **fields}
 
@@ -85,7 +90,7 @@ def without_server_meta(resource: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_insert_modify_remove_end_to_end(fhir_url: str, sink: Sink, dispatcher: Dispatcher) -> None:
-    first, second = item("e2e-1"), item("e2e-1", lastName="Lee-Park")
+    first, second = item(key(sink, "e2e")), item(key(sink, "e2e"), lastName="Lee-Park")
     events = dispatcher.map_batch(records((None, first)))
     [event] = events
     assert sink.deliver(events) == {"batchItemFailures": []}
@@ -104,7 +109,7 @@ def test_insert_modify_remove_end_to_end(fhir_url: str, sink: Sink, dispatcher: 
 
 
 def test_rapid_updates_of_one_item_land_in_order(fhir_url: str, sink: Sink, dispatcher: Dispatcher) -> None:
-    states = [item("rapid", lastName=f"Name{n}") for n in range(5)]
+    states = [item(key(sink, "rapid"), lastName=f"Name{n}") for n in range(5)]
     changes = [(None, states[0])] + [(states[n - 1], states[n]) for n in range(1, 5)]
     events = dispatcher.map_batch(records(*changes))
     assert len(events) == 5
@@ -115,20 +120,24 @@ def test_rapid_updates_of_one_item_land_in_order(fhir_url: str, sink: Sink, disp
 
 
 def test_a_replayed_batch_adds_no_version(fhir_url: str, sink: Sink, dispatcher: Dispatcher) -> None:
-    events = dispatcher.map_batch(records((None, item("replay-1")), (None, item("replay-2"))))
+    events = dispatcher.map_batch(
+        records((None, item(key(sink, "replay-1"))), (None, item(key(sink, "replay-2"))))
+    )
     assert sink.deliver(events) == {"batchItemFailures": []}
     paths = [f"Patient/{e['details']['entity']['id']}" for e in events]
     before = [versions(fhir_url, p) for p in paths]
     requests = sink.client.requests
     assert sink.deliver(events) == {"batchItemFailures": []}
     assert [versions(fhir_url, p) for p in paths] == before == [1, 1]
-    assert sink.client.requests - requests == 2  # one read per event, no write
+    # one read per event (or one Bundle of reads), no write
+    assert sink.client.requests - requests == (2 if sink.settings.bundle_size == 1 else 1)
 
 
 def test_an_older_state_arriving_after_a_newer_one_is_not_applied(
     fhir_url: str, sink: Sink, dispatcher: Dispatcher
 ) -> None:
-    old, new = item("late"), item("late", lastName="Newer")
+    ident = key(sink, "late")
+    old, new = item(ident), item(ident, lastName="Newer")
     [older] = dispatcher.map_batch(records((None, old), start=500))
     [newer] = dispatcher.map_batch(records((old, new), start=600))
     assert sink.deliver([newer]) == {"batchItemFailures": []}
@@ -141,7 +150,8 @@ def test_an_older_state_arriving_after_a_newer_one_is_not_applied(
 def test_a_write_racing_ours_makes_the_server_answer_412_and_the_sink_judge_again(
     fhir_url: str, sink: Sink, dispatcher: Dispatcher
 ) -> None:
-    first, ours, theirs = item("race"), item("race", lastName="Ours"), item("race", lastName="Theirs")
+    ident = key(sink, "race")
+    first, ours, theirs = item(ident), item(ident, lastName="Ours"), item(ident, lastName="Theirs")
     [created] = dispatcher.map_batch(records((None, first), start=700))
     [mine] = dispatcher.map_batch(records((first, ours), start=800))
     [other] = dispatcher.map_batch(records((first, theirs), start=900))
@@ -150,12 +160,15 @@ def test_a_write_racing_ours_makes_the_server_answer_412_and_the_sink_judge_agai
     statuses: list[int] = []
     send = sink.client.send
 
-    def racing(method: str, where: str, *args: Any, **kwargs: Any) -> Response:
-        if method == "PUT" and not statuses:  # between our read and our write, a newer state lands
+    def racing(method: str, where: str, deadline: Any, body: Any = None, headers: Any = None) -> Response:
+        writing = method == "PUT" or (method == "POST" and body["entry"][0]["request"]["method"] == "PUT")
+        if writing and not statuses:  # between our read and our write, a newer state lands
             write(fhir_url, path, other["details"]["entity"])
-        response = send(method, where, *args, **kwargs)
+        response = send(method, where, deadline, body, headers)
         if method == "PUT":
             statuses.append(response.status)
+        elif writing:  # the entry's own status, in the batch-response Bundle
+            statuses.append(int(response.body["entry"][0]["response"]["status"].split()[0]))
         return response
 
     sink.client.send = racing  # type: ignore[method-assign]

@@ -19,32 +19,21 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, NamedTuple
+from typing import Any
 from urllib.parse import quote
 
 from fhirpipes.logs import logger
 from fhirpipes.sink.auth import auth_for
+from fhirpipes.sink.bundle import deliver_in_bundles
 from fhirpipes.sink.destination import ErrorDestination, Undelivered, issues_of
 from fhirpipes.sink.errors import DeliveryError
+from fhirpipes.sink.outcome import AUTH_STATUSES, GONE, Result
 from fhirpipes.sink.settings import SinkSettings
 from fhirpipes.sink.transport import Client, Deadline, Response
 from fhirpipes.sink.version import OLDER, SAME, compare, version_of
 
 MAX_CONFLICTS = 5
 """Reads and conditional writes of one event before it is given back to the Pipe (412 each time)."""
-
-GONE = (404, 410)
-AUTH_STATUSES = (401, 403)  # the function's permission or token: fix it and the retry succeeds
-
-
-class Result(NamedTuple):
-    """What became of one event: ``written``, ``deleted``, ``absent`` (deleted already), ``stale``
-    (a later state is stored), ``replayed`` (this state is stored), ``refused``, ``failed``,
-    ``blocked`` (an earlier event for its resource failed), ``undelivered`` (error events)."""
-
-    outcome: str
-    status: int | None = None
-    issues: tuple[Mapping[str, Any], ...] = ()
 
 
 class Sink:
@@ -90,7 +79,9 @@ class Sink:
                 failed = result.outcome == "failed"
 
         work = list(groups.values())
-        if self.settings.concurrency > 1 and len(work) > 1:
+        if self.settings.bundle_size > 1:
+            deliver_in_bundles(self, events, groups, results, deadline)
+        elif self.settings.concurrency > 1 and len(work) > 1:
             with ThreadPoolExecutor(min(self.settings.concurrency, len(work))) as pool:
                 list(pool.map(run, work))  # list(): re-raises a thread's unexpected exception
         else:
@@ -163,7 +154,8 @@ class Sink:
                     return Result("replayed")
             headers = {"If-Match": f'W/"{version_id}"'} if version_id else None
             response = self.client.send("PUT", path, deadline, entity, headers)
-            if response.status != 412:
+            # 412: someone wrote since our read; 404/410 to a conditional write: someone deleted it.
+            if response.status != 412 and not (headers and response.status in GONE):
                 return _written(response, "written")
         raise DeliveryError(
             f"PUT {path.split('/')[0]}: {MAX_CONFLICTS} conditional writes in a row lost a race"

@@ -12,6 +12,9 @@
 ``FHIRPIPES_FHIR_TIMEOUT``          seconds per request (default 10)
 ``FHIRPIPES_FHIR_CONCURRENCY``      resources delivered at once (default 4; one resource's events
                                     are always sent one after another, in order)
+``FHIRPIPES_FHIR_BUNDLE_SIZE``      above 1: deliver in ``batch`` Bundles of up to that many
+                                    entries (HealthLake takes at most 160); 1 (default): one
+                                    request per read or write
 ``FHIRPIPES_SINK_ERROR_QUEUE``      an SQS queue URL: error events and refused resources go there
                                     whole (as well as a log line without values); unset: log only
 ==================================  ===========================================================
@@ -41,6 +44,7 @@ class SinkSettings(NamedTuple):
     concurrency: int = 4
     error_queue: str | None = None
     region: str | None = None
+    bundle_size: int = 1
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> SinkSettings:
@@ -59,6 +63,7 @@ class SinkSettings(NamedTuple):
             raise ConfigurationError("FHIRPIPES_FHIR_GUARD must be version or none")
         timeout = _number(environ, "FHIRPIPES_FHIR_TIMEOUT", "10", float)
         concurrency = int(_number(environ, "FHIRPIPES_FHIR_CONCURRENCY", "4", int))
+        bundle_size = int(_number(environ, "FHIRPIPES_FHIR_BUNDLE_SIZE", "1", int))
         queue = environ.get("FHIRPIPES_SINK_ERROR_QUEUE", "").strip() or None
         region = None
         if auth == "sigv4":
@@ -70,7 +75,7 @@ class SinkSettings(NamedTuple):
                 raise ConfigurationError(
                     "FHIRPIPES_FHIR_AUTH=sigv4 needs a region: a HealthLake URL names it, else set AWS_REGION"
                 )
-        return cls(url, auth, guard, timeout, concurrency, queue, region)  # type: ignore[arg-type]
+        return cls(url, auth, guard, timeout, concurrency, queue, region, bundle_size)  # type: ignore[arg-type]
 
 
 def _number(environ: Mapping[str, str], name: str, default: str, kind: type[float] | type[int]) -> float:
