@@ -11,6 +11,8 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fhirpipes.errors import ConfigurationError
 from fhirpipes.sink.auth import SecretBearer, SigV4, auth_for
@@ -260,3 +262,21 @@ def test_operation_outcome_issues_keep_where_and_drop_text() -> None:
     )
     assert "Smith" not in json.dumps(issues)
     assert issues_of({"resourceType": "Patient"}) == ()
+
+
+@given(
+    st.tuples(
+        st.sampled_from(["2026-01-01T00:00:00.000", "2026-06-01T00:00:00.000"]), st.integers(0, 10**40)
+    ),
+    st.tuples(
+        st.sampled_from(["2026-01-01T00:00:00.000", "2026-06-01T00:00:00.000"]), st.integers(0, 10**40)
+    ),
+)
+def test_stream_positions_compare_as_a_total_order(a: tuple[str, int], b: tuple[str, int]) -> None:
+    def version(position: tuple[str, int]) -> Any:
+        return version_of(at(position[1], ARN.replace("2026-01-01T00:00:00.000", position[0])))
+
+    forward, backward = compare(version(a), version(b)), compare(version(b), version(a))
+    assert (forward, backward) in ((NEWER, OLDER), (OLDER, NEWER), (SAME, SAME))
+    assert (forward == SAME) == (a == b)
+    assert (forward == NEWER) == (a > b)
