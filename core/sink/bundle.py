@@ -18,10 +18,11 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from fhirpipes.logs import logger
 from fhirpipes.sink.destination import issues_of
 from fhirpipes.sink.errors import DeliveryError
 from fhirpipes.sink.outcome import AUTH_STATUSES, GONE, Result
-from fhirpipes.sink.transport import BACKOFF_BASE, BACKOFF_CAP, RETRY_STATUSES, Deadline
+from fhirpipes.sink.transport import RETRY_STATUSES, Deadline
 from fhirpipes.sink.version import OLDER, SAME, compare, version_of
 
 if TYPE_CHECKING:
@@ -52,7 +53,8 @@ def deliver_in_bundles(
             chunk = heads[start : start + size]
             try:
                 outcomes = _round(sink, [events[index] for _, index in chunk], deadline)
-            except DeliveryError:
+            except DeliveryError as exc:
+                _log_failed(str(exc), len(chunk))
                 outcomes = [Result("failed")] * len(chunk)
             for (key, index), outcome in zip(chunk, outcomes, strict=True):
                 if outcome == AGAIN:
@@ -60,8 +62,9 @@ def deliver_in_bundles(
                     if tries[index] < MAX_ROUNDS_PER_EVENT:
                         retried = True
                         continue
+                    _log_failed(f"no outcome after {MAX_ROUNDS_PER_EVENT} rounds", 1)
                     outcome = Result("failed")
-                assert not isinstance(outcome, str)
+                assert not isinstance(outcome, str)  # for mypy: AGAIN was handled above
                 results[index] = outcome
                 queue = pending[key]
                 queue.pop(0)
@@ -72,15 +75,23 @@ def deliver_in_bundles(
                 if not queue:
                     del pending[key]
         if retried:
-            delay = sink.client._jitter() * min(BACKOFF_CAP, BACKOFF_BASE * 2**backoff)
+            delay = sink.client.backoff(backoff)
             if delay >= deadline.left():
+                _log_failed("no time left for another round", len(pending))
                 for indexes in pending.values():
                     results[indexes[0]] = Result("failed")
                     for later in indexes[1:]:
                         results[later] = Result("blocked")
                 return
-            sink.client._sleep(delay)
+            sink.client.sleep(delay)
             backoff += 1
+
+
+def _log_failed(why: str, events: int) -> None:
+    logger.warning(
+        "Bundle events not delivered; the Pipe will retry them",
+        extra={"fhirpipes": {"error": why, "events": events, "outcome": "failed"}},
+    )
 
 
 def _round(sink: Sink, events: Sequence[Mapping[str, Any]], deadline: Deadline) -> list[Result | str]:

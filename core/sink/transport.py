@@ -122,12 +122,20 @@ class Client:
             self._sleep(delay)
             attempt += 1
 
+    def backoff(self, attempt: int) -> float:
+        """Seconds to wait before try ``attempt + 1``: exponential, capped, with full jitter."""
+        return float(self._jitter() * min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt))
+
+    def sleep(self, seconds: float) -> None:
+        """Wait (the clock tests give the client)."""
+        self._sleep(seconds)
+
     def _delay(self, attempt: int, response: Response | None) -> float:
         if response is not None and response.status in (429, 503):
             after = retry_after(response.headers.get("retry-after"))
             if after is not None:
                 return after + self._jitter() * BACKOFF_BASE
-        return float(self._jitter() * min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt))
+        return self.backoff(attempt)
 
     def _once(
         self, method: str, path: str, data: bytes | None, headers: dict[str, str], timeout: float
