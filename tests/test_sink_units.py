@@ -280,3 +280,17 @@ def test_stream_positions_compare_as_a_total_order(a: tuple[str, int], b: tuple[
     assert (forward, backward) in ((NEWER, OLDER), (OLDER, NEWER), (SAME, SAME))
     assert (forward == SAME) == (a == b)
     assert (forward == NEWER) == (a > b)
+
+
+def test_the_handler_without_a_url_fails_with_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import fhirpipes.sink as sink
+
+    monkeypatch.delenv("FHIRPIPES_FHIR_URL", raising=False)
+    sink._sink.cache_clear()
+    try:
+        with pytest.raises(
+            ConfigurationError, match=r"^FHIRPIPES_FHIR_URL must be the FHIR server's base URL"
+        ):
+            sink.handler([], None)
+    finally:
+        sink._sink.cache_clear()
