@@ -50,6 +50,7 @@ class FakeFhir:
         self.store: dict[str, dict[str, Any]] = {}
         self.deleted: set[str] = set()
         self.versions: dict[str, int] = {}
+        self.history: dict[str, list[dict[str, Any] | None]] = {}  # oldest first; None: a delete
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self.faults: dict[tuple[str, str], list[Any]] = {}
         self.before_write: Callable[[str, str], None] | None = None
@@ -67,6 +68,7 @@ class FakeFhir:
             stored = {**resource, "meta": {**resource.get("meta", {}), "versionId": str(version)}}
             self.store[path] = stored
             self.deleted.discard(path)
+            self.history.setdefault(path, []).append(stored)
             return stored
 
     def sent(self, method: str | None = None) -> list[tuple[str, str]]:
@@ -88,6 +90,15 @@ class FakeFhir:
             match = headers.get("if-match")
             if match is not None and (current is None or match != f'W/"{current["meta"]["versionId"]}"'):
                 return 412, {}, _outcome("conflict")
+            if method == "GET" and "/_history" in path:
+                versions = self.history.get(path.split("/_history")[0])
+                if not versions:
+                    return 404, {}, _outcome("not-found")
+                entries = [
+                    {"resource": v} if v is not None else {"request": {"method": "DELETE"}}
+                    for v in reversed(versions)
+                ]
+                return 200, {}, {"resourceType": "Bundle", "type": "history", "entry": entries}
             if method == "GET":
                 if current is not None:
                     return 200, {"ETag": f'W/"{current["meta"]["versionId"]}"'}, current
@@ -101,6 +112,7 @@ class FakeFhir:
                     return 404, {}, _outcome("not-found")
                 del self.store[path]
                 self.deleted.add(path)
+                self.history[path].append(None)
                 return 204, {}, None
         return 405, {}, _outcome("not-supported")
 

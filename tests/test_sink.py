@@ -311,8 +311,20 @@ def test_a_deleted_resource_answers_410_and_a_later_put_recreates_it(
     sink = sink_for(fake, clock)
     batch = [put("e1", "a", 1), delete("e2", "a", 2), delete("e3", "a", 3), put("e4", "a", 4)]
     assert sink.deliver(batch) == failures()
-    assert fake.sent()[4:] == [("GET", "Patient/a"), ("GET", "Patient/a"), ("PUT", "Patient/a")]
+    history = ("GET", "Patient/a/_history?_count=5")  # 410: is e4 later than what was deleted?
+    assert fake.sent()[4:] == [("GET", "Patient/a"), ("GET", "Patient/a"), history, ("PUT", "Patient/a")]
     assert fake.store["Patient/a"]["meta"]["source"].endswith("4")
+
+
+def test_a_replayed_put_does_not_bring_back_what_was_deleted_after_it(
+    fake: FakeFhir, clock: FakeClock
+) -> None:
+    sink = sink_for(fake, clock)
+    batch = [put("e1", "a", 1), delete("e2", "a", 2)]
+    assert sink.deliver(batch) == failures()
+    assert sink.deliver(batch) == failures()  # the Pipe retries the whole batch
+    assert fake.versions["Patient/a"] == 1 and "Patient/a" in fake.deleted
+    assert fake.sent("PUT") == [("PUT", "Patient/a")]
 
 
 @pytest.mark.parametrize("status", [401, 403])

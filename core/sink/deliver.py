@@ -32,6 +32,7 @@ from fhirpipes.sink.settings import SinkSettings
 from fhirpipes.sink.transport import Client, Deadline, Response
 from fhirpipes.sink.version import OLDER, SAME, compare, version_of
 
+DELETED = "deleted"  # `Sink._read`'s versionId for a resource the server says was deleted (410)
 MAX_CONFLICTS = 5
 """Reads and conditional writes of one event before it is given back to the Pipe (412 each time)."""
 
@@ -146,7 +147,13 @@ class Sink:
             return _written(self.client.send("PUT", path, deadline, entity), "written")
         for _ in range(MAX_CONFLICTS):
             current, version_id = self._read(path, deadline)
-            if current is not None:
+            if current is None and version_id == DELETED:
+                # 410: the server says it was deleted. Re-create it only if this state is later
+                # than the last one it had: a replayed PUT, older than the delete, must not.
+                current, version_id = self._last_live(path, deadline), None
+                if current is not None and compare(version_of(entity), version_of(current)) in (OLDER, SAME):
+                    return Result("stale")
+            elif current is not None:
                 order = compare(version_of(entity), version_of(current))
                 if order == OLDER:
                     return Result("stale")
@@ -181,10 +188,11 @@ class Sink:
         )
 
     def _read(self, path: str, deadline: Deadline) -> tuple[Mapping[str, Any] | None, str | None]:
-        """The stored resource and its versionId, or (None, None) if there is none (or it was deleted)."""
+        """The stored resource and its versionId; (None, None) if there is none, (None, `DELETED`)
+        if the server says it was deleted (410)."""
         response = self.client.send("GET", path, deadline)
         if response.status in GONE:
-            return None, None
+            return None, DELETED if response.status == 410 else None
         if response.status != 200 or not isinstance(response.body, Mapping):
             raise DeliveryError(
                 f"GET {path.split('/')[0]}: HTTP {response.status} reading the current version"
@@ -194,6 +202,18 @@ class Sink:
         if not isinstance(version_id, str):
             version_id = _etag_version(response.headers.get("etag"))
         return response.body, version_id
+
+    def _last_live(self, path: str, deadline: Deadline) -> Mapping[str, Any] | None:
+        """The newest version a deleted resource had (from its ``_history``), if the server tells."""
+        response = self.client.send("GET", f"{path}/_history?_count=5", deadline)
+        entries = response.body.get("entry") if isinstance(response.body, Mapping) else None
+        if response.status != 200 or not isinstance(entries, list):
+            return None  # no history to judge by: write, as a store without the guard would
+        for entry in entries:  # newest first; the delete itself has no resource
+            resource = entry.get("resource") if isinstance(entry, Mapping) else None
+            if isinstance(resource, Mapping):
+                return resource
+        return None
 
 
 def _written(response: Response, outcome: str) -> Result:
