@@ -56,6 +56,9 @@ class FakeFhir:
         self.before_write: Callable[[str, str], None] | None = None
         self.lock = threading.RLock()
         self.url = ""
+        self.tokens: list[str] = []  # issued at POST token (OAuth client credentials)
+        self.token_requests: list[tuple[dict[str, str], str]] = []
+        self.require_token = False  # then every FHIR request needs the newest token
 
     def fault(self, method: str, path: str, *actions: Any) -> None:
         self.faults.setdefault((method, path), []).extend(actions)
@@ -76,6 +79,18 @@ class FakeFhir:
         return [(m, p) for m, p, _ in self.requests if method is None or m == method]
 
     def handle(self, method: str, path: str, headers: dict[str, str], body: Any) -> Any:
+        if method == "POST" and path == "token":
+            with self.lock:
+                self.token_requests.append((headers, body))
+                self.tokens.append(f"token-{len(self.tokens) + 1}")
+                return 200, {}, {"access_token": self.tokens[-1], "token_type": "Bearer", "expires_in": 3600}
+        if (
+            self.require_token
+            and headers.get("authorization") != f"Bearer {self.tokens[-1] if self.tokens else ''}"
+        ):
+            with self.lock:
+                self.requests.append((method, path, headers))
+            return 401, {}, _outcome("login")
         if method == "POST" and path == "":
             return self._batch(headers, body)
         with self.lock:
@@ -166,7 +181,11 @@ def serving(fake: FakeFhir) -> Iterator[FakeFhir]:
             raw = self.rfile.read(length) if length else b""
             path = self.path[len(BASE) :] if self.path.startswith(BASE) else self.path
             headers = {name.lower(): value for name, value in self.headers.items()}
-            answer = fake.handle(self.command, path, headers, json.loads(raw) if raw else None)
+            if headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+                parsed: Any = raw.decode()
+            else:
+                parsed = json.loads(raw) if raw else None
+            answer = fake.handle(self.command, path, headers, parsed)
             if answer == "drop":
                 self.close_connection = True
                 return

@@ -3,6 +3,7 @@ retries within the deadline, refusals and error events to the error destination,
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -13,6 +14,7 @@ from sink_fakes import FakeClock, FakeFhir, LambdaContext, refusal, serving
 from fhirpipes.dispatch import Dispatcher
 from fhirpipes.plugins import load_registry
 from fhirpipes.sink import Sink, SinkSettings
+from fhirpipes.sink.auth import SecretBearer
 from fhirpipes.sink.destination import ErrorDestination
 from fhirpipes.sink.transport import Client
 from fhirpipes.testing.stream import make_record, stream_arn
@@ -392,3 +394,39 @@ def test_bundle_writes_are_conditional_on_the_version_read(fake: FakeFhir, clock
     assert sink.deliver([put("e5", "a", 5, gender="male")], LambdaContext(clock)) == failures()
     assert fake.store["Patient/a"]["gender"] == "other"  # 412 in the entry; read again: ours is older
     assert sink.client.requests == 3
+
+
+# --- OAuth client credentials from a secret ------------------------------------------------------
+
+
+class FakeSecrets:
+    def __init__(self, value: str) -> None:
+        self.value, self.reads = value, 0
+
+    def get_secret_value(self, SecretId: str) -> dict[str, str]:
+        self.reads += 1
+        return {"SecretString": self.value}
+
+
+def test_client_credentials_give_a_token_used_until_a_401(fake: FakeFhir, clock: FakeClock) -> None:
+    secret = {
+        "token_url": fake.url + "token",
+        "client_id": "fhirpipes",
+        "client_secret": "s3cr:t",
+        "scope": "system/*.write",
+    }
+    auth = SecretBearer(
+        "arn:aws:secretsmanager:eu-west-1:1:secret:fhir", client=FakeSecrets(json.dumps(secret))
+    )
+    client = Client(fake.url, auth, timeout=5, sleep=clock.sleep)
+    CLIENTS.append(client)
+    sink = Sink(SinkSettings(fake.url, concurrency=1), client, ErrorDestination(), clock)
+    fake.require_token = True
+    assert sink.deliver([put("e1", "a", 1), put("e2", "b", 2)], LambdaContext(clock)) == failures()
+    assert fake.tokens == ["token-1"]  # one token for the batch
+    headers, form = fake.token_requests[0]
+    assert base64.b64decode(headers["authorization"].removeprefix("Basic ")) == b"fhirpipes:s3cr%3At"
+    assert form == "grant_type=client_credentials&scope=system%2F%2A.write"
+    fake.tokens.append("token-revoked-and-reissued")  # the server no longer takes token-1
+    assert sink.deliver([put("e3", "c", 3)], LambdaContext(clock)) == failures()
+    assert fake.tokens[-1] == "token-3" and "Patient/c" in fake.store  # 401, a new token, the retry

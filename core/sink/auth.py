@@ -6,12 +6,18 @@ mode (a local server) never pays for them.
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
 from typing import Any, Protocol
+from urllib.parse import quote, urlencode
 
 from fhirpipes.errors import ConfigurationError
+from fhirpipes.sink.errors import DeliveryError
 
 SECRET_TTL_SECONDS = 300.0
 """How long a bearer token read from Secrets Manager is reused (a rotated secret is re-read on 401 too)."""
@@ -68,13 +74,22 @@ class SigV4:
 
 
 class SecretBearer:
-    """A bearer token kept in Secrets Manager (the secret string, or its JSON ``token``/``access_token``)."""
+    """A bearer token from a Secrets Manager secret, which holds one of:
 
-    def __init__(self, secret_id: str, client: Any = None) -> None:
+    - the token itself, or JSON ``{"token": ...}`` (or ``access_token``): used as is, re-read
+      every `SECRET_TTL_SECONDS` and after a 401;
+    - OAuth 2.0 client credentials, JSON ``{"token_url", "client_id", "client_secret", "scope"?}``:
+      the sink asks ``token_url`` for an access token (``client_secret_basic``) and uses it until a
+      minute before it expires, or a 401. (SMART backend services' signed JWT assertion needs an
+      asymmetric-key library on the Lambda: a later step.)
+    """
+
+    def __init__(self, secret_id: str, client: Any = None, timeout: float = 10.0) -> None:
         self.secret_id = secret_id
         self._client = client
+        self._timeout = timeout
         self._token: str | None = None
-        self._read_at = 0.0
+        self._expires = 0.0
         self._lock = threading.Lock()
 
     def headers(self, method: str, url: str, body: bytes | None, headers: dict[str, str]) -> dict[str, str]:
@@ -82,7 +97,7 @@ class SecretBearer:
         return {**headers, "Authorization": f"Bearer {self._current()}"}
 
     def refresh(self) -> bool:
-        """Read the secret again on the next request (it may have been rotated)."""
+        """Forget the token (and the secret: it may have been rotated); whether there was one."""
         with self._lock:
             stale = self._token is not None
             self._token = None
@@ -90,12 +105,30 @@ class SecretBearer:
 
     def _current(self) -> str:
         with self._lock:
-            if self._token is None or time.monotonic() - self._read_at > SECRET_TTL_SECONDS:
-                self._token = self._read()
-                self._read_at = time.monotonic()
+            if self._token is None or time.monotonic() >= self._expires:
+                self._token, lifetime = self._obtain()
+                self._expires = time.monotonic() + lifetime
             return self._token
 
-    def _read(self) -> str:
+    def _obtain(self) -> tuple[str, float]:
+        text = self._secret().strip()
+        data = None
+        if text.startswith("{"):
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError:
+                data = None
+        if isinstance(data, dict) and all(isinstance(data.get(k), str) for k in CLIENT_CREDENTIALS):
+            return client_credentials_token(data, self._timeout)
+        token = (data.get("token") or data.get("access_token")) if isinstance(data, dict) else text
+        if not isinstance(token, str) or not token or token.startswith("{"):
+            raise ConfigurationError(
+                'FHIRPIPES_FHIR_AUTH: the secret must hold a bearer token, JSON {"token": ...}, '
+                'or client credentials {"token_url", "client_id", "client_secret"}'
+            )
+        return token, SECRET_TTL_SECONDS
+
+    def _secret(self) -> str:
         if self._client is None:
             import boto3  # lazy: only this mode needs it
 
@@ -107,24 +140,52 @@ class SecretBearer:
             raise ConfigurationError(
                 f"FHIRPIPES_FHIR_AUTH: the secret could not be read ({type(exc).__name__})"
             ) from None
-        token = text.strip()
-        if token.startswith("{"):
-            try:
-                data = json.loads(token)
-            except json.JSONDecodeError:
-                data = None
-            token = data.get("token") or data.get("access_token") if isinstance(data, dict) else None
-        if not isinstance(token, str) or not token:
-            raise ConfigurationError(
-                'FHIRPIPES_FHIR_AUTH: the secret must hold a bearer token, or JSON {"token": ...}'
-            )
-        return token
+        return str(text)
 
 
-def auth_for(setting: str, region: str | None = None) -> Auth:
+CLIENT_CREDENTIALS = ("token_url", "client_id", "client_secret")
+
+
+def client_credentials_token(data: Mapping[str, Any], timeout: float) -> tuple[str, float]:
+    """An access token and its lifetime in seconds, by OAuth 2.0's client credentials grant."""
+    form = {"grant_type": "client_credentials"}
+    if isinstance(data.get("scope"), str):
+        form["scope"] = data["scope"]
+    pair = f"{quote(data['client_id'], safe='')}:{quote(data['client_secret'], safe='')}"
+    request = urllib.request.Request(
+        data["token_url"],
+        data=urlencode(form).encode(),
+        method="POST",
+        headers={
+            "Authorization": "Basic " + base64.b64encode(pair.encode()).decode(),
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Accept": "application/json",
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            body = json.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        if exc.code >= 500 or exc.code == 429:
+            raise DeliveryError(f"the token endpoint answered HTTP {exc.code}") from None
+        raise ConfigurationError(
+            f"FHIRPIPES_FHIR_AUTH: the token endpoint refused the client credentials (HTTP {exc.code})"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise DeliveryError(f"the token endpoint could not be reached ({type(exc).__name__})") from None
+    token = body.get("access_token") if isinstance(body, dict) else None
+    if not isinstance(token, str) or not token:
+        raise ConfigurationError("FHIRPIPES_FHIR_AUTH: the token endpoint gave no access_token")
+    expires_in = body.get("expires_in")
+    lifetime = float(expires_in) if isinstance(expires_in, (int, float)) else SECRET_TTL_SECONDS
+    return token, max(1.0, lifetime - 60.0)  # a minute early: a token mustn't expire in flight
+
+
+def auth_for(setting: str, region: str | None = None, timeout: float = 10.0) -> Auth:
     """The `Auth` of a ``FHIRPIPES_FHIR_AUTH`` value (already checked by `SinkSettings`)."""
     if setting == "sigv4":
         return SigV4(region or "")
     if setting.startswith("secret:"):
-        return SecretBearer(setting[len("secret:") :])
+        return SecretBearer(setting[len("secret:") :], timeout=timeout)
     return NoAuth()

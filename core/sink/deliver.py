@@ -50,7 +50,9 @@ class Sink:
         self.settings = settings
         self._clock = clock  # the deadline's (tests give a fake one, with the client's sleep)
         self.client = client or Client(
-            settings.fhir_url, auth_for(settings.auth, settings.region), timeout=settings.timeout
+            settings.fhir_url,
+            auth_for(settings.auth, settings.region, settings.timeout),
+            timeout=settings.timeout,
         )
         self.destination = destination or ErrorDestination(settings.error_queue)
 

@@ -5,7 +5,8 @@
                                     ``https://healthlake.<region>.amazonaws.com/datastore/<id>/r4/``
 ``FHIRPIPES_FHIR_AUTH``             ``none`` (default), ``sigv4`` (HealthLake: the function role's
                                     credentials, service ``healthlake``) or ``secret:<ARN>`` (a Secrets
-                                    Manager secret holding a bearer token, or JSON ``{"token": ...}``)
+                                    Manager secret holding a bearer token, JSON ``{"token": ...}``,
+                                    or OAuth client credentials: `fhirpipes.sink.auth.SecretBearer`)
 ``FHIRPIPES_FHIR_GUARD``            ``version`` (default): never overwrite a newer source state (a
                                     read, then a write conditional on the version read); ``none``:
                                     write blindly (one request per event)
