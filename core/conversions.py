@@ -247,15 +247,18 @@ def uuid5(*parts: Any) -> str:
 
 
 def fhir_clean(value: Any) -> Any:
-    """A string without the control characters FHIR refuses in any string (below U+0020, but tab, CR
-    and LF); any other value as it is. Opt-in: without it such a string is a record error
-    (``control-character``), since silently changing a value is not always right."""
+    """A string without the characters FHIR refuses in any string: control characters (below U+0020,
+    but tab, CR and LF) dropped, other white space (U+00A0, U+2028, ...) turned into spaces; any other
+    value as it is. Opt-in: without it such a string is a record error (``control-character``), since
+    silently changing a value is not always right."""
     if isinstance(value, str) and not value.isprintable():
-        return _CONTROL.sub("", value)
+        return _SPACES.sub(" ", _CONTROL.sub("", value))
     return value
 
 
-_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")  # = fhirpipes.primitives.CONTROL (a test checks)
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x85]")
+_SPACES = re.compile("[\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]")
+# _CONTROL and _SPACES together are fhirpipes.primitives.CONTROL (a test checks)
 
 FILTERS = {
     "fhir_clean": fhir_clean,

@@ -24,9 +24,16 @@ from typing import Any
 Check = Callable[[Any], "str | None"]
 """A JSON value -> None if valid, else the broken rule (never the value)."""
 
-CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
-"""The characters no FHIR string may hold: below U+0020, but tab, LF and CR."""
-CONTROL_RULE = "a control character (below U+0020, other than tab, CR and LF)"
+CONTROL = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
+)
+"""The characters no FHIR string may hold: below U+0020 but tab, LF and CR; and white space other
+than those and the space (U+00A0, U+2028, ...), which FHIR's string regex ``[ \\r\\n\\t\\S]+`` refuses
+as the HL7 JSON Schema reads it (JavaScript's and Python's ``\\s`` both include them)."""
+CONTROL_RULE = (
+    "a control character or Unicode space (below U+0020 other than tab, CR and LF, or white space "
+    "other than the space, such as U+00A0; `| fhir_clean` removes them)"
+)
 
 _DATA = Path(__file__).with_name("primitives_data.json")
 _INTEGERS = frozenset({"integer", "positiveInt", "unsignedInt", "integer64"})

@@ -57,3 +57,57 @@ def medplum() -> Iterator[str]:
         for stream in (process.stdout, process.stderr):
             if stream is not None:
                 stream.close()
+
+
+class MedplumValidator:
+    """Medplum's ``validateResource`` (R4 4.0.1 StructureDefinitions) in one node process, for many
+    resources: a validator that shares no code with fhir.resources (tests/fhir_server/validate.mjs)."""
+
+    def __init__(self) -> None:
+        node = shutil.which("node")
+        if node is None:
+            pytest.skip("node is not installed")
+        if not (SERVER / "node_modules" / ".installed").is_file():
+            pytest.skip("Medplum's packages are not installed: run `make fhir-server`")
+        version = subprocess.run([node, "--version"], capture_output=True, text=True, check=True).stdout
+        flags = ["--experimental-websocket"] if int(version.lstrip("v").split(".")[0]) < 22 else []
+        self.process = subprocess.Popen(
+            [node, *flags, str(SERVER / "validate.mjs")],
+            cwd=SERVER,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "NODE_NO_WARNINGS": "1"},
+        )
+        assert self._read() == "ready"
+
+    def _read(self) -> object:
+        import json
+
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError("the Medplum validator stopped")
+        return json.loads(line)
+
+    def errors(self, resource: object) -> list[str]:
+        """The validator's error issues for ``resource``, as ``path: code`` (never a value)."""
+        import json
+
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(resource) + "\n")
+        self.process.stdin.flush()
+        found = self._read()
+        assert isinstance(found, list)
+        return [str(issue) for issue in found]
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()  # end of input: the script ends
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()

@@ -7,7 +7,9 @@ must fail. One subprocess run proves assertion rewriting reaches the kit as user
 
 from __future__ import annotations
 
+import json
 import textwrap
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -447,10 +449,17 @@ def test_catches_an_observation_status_outside_its_required_value_set(pytester: 
     assert "banana" not in result.stdout.str().split("sample 0 writes", 1)[1].split("\n", 1)[0]
 
 
-def test_catches_what_only_the_json_schema_refuses(pytester: pytest.Pytester, json_schema: str) -> None:
-    # U+00A0 is valid in a FHIR string (XML Schema's \s is only space, tab, CR, LF: fhirpipes keeps it);
-    # the JSON Schema reads the same regex as JavaScript, whose \s has U+00A0, and refuses it.
-    write_plugin(pytester, "nbsp", samples=SAMPLES.replace("Okafor", "Oka\\u00a0for"))
+def test_catches_what_only_the_json_schema_refuses(
+    pytester: pytest.Pytester, json_schema: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The runtime now enforces what the HL7 schema checks (primitive regexes, bindings, spaces), so the
+    # check is shown failing on a schema of our own: the real one, with HumanName.family narrowed.
+    schema = json.loads(Path(json_schema).read_text(encoding="utf-8"))
+    schema["definitions"]["HumanName"]["properties"]["family"] = {"type": "string", "pattern": "^Z"}
+    narrowed = tmp_path / "narrowed.schema.json"
+    narrowed.write_text(json.dumps(schema), encoding="utf-8")
+    monkeypatch.setenv("FHIRPIPES_FHIR_SCHEMA", str(narrowed))
+    write_plugin(pytester, "narrowed")
     result = run(pytester, "json_schema or samples_map")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*sample 0 fails the FHIR JSON Schema: name[[]0[]].family: does not match*"])
