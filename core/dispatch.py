@@ -28,7 +28,7 @@ from fhirpipes.logs import logger
 from fhirpipes.mapper import Mapper
 from fhirpipes.plugins import Registry
 from fhirpipes.records import StreamRecord, identify, parse_record, records_of, table_from_arn
-from fhirpipes.resource import base_context, finish, resource_id, resource_value
+from fhirpipes.resource import base_context, finish, resource_id, resource_value, stamp_lineage
 from fhirpipes.response import response_size, within
 from fhirpipes.settings import Settings
 
@@ -192,7 +192,10 @@ class Dispatcher:
                     code=ErrorCode.REMOVE_NEEDS_OLD_IMAGE,
                 ) from None
             raise
-        entity = {"resourceType": mapper.resource_type, "id": resource_id(record, value)}
+        # With its lineage, as a PUT's: the sink's stale-write guard orders a DELETE by it too.
+        entity = stamp_lineage(
+            {"resourceType": mapper.resource_type, "id": resource_id(record, value)}, record
+        )
         return envelope(mapper, record.event_id, "DELETE", entity=entity)
 
     def _skip_unchanged(self, mapper: Mapper) -> bool:

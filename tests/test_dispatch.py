@@ -132,13 +132,19 @@ def test_insert_modify_remove_address_one_resource() -> None:
     )
     assert [e["details"]["command"] for e in events] == ["PUT", "PUT", "DELETE"]
     assert {e["details"]["entity"]["id"] for e in events} == {"abc"}
-    assert events[2]["details"]["entity"] == {"resourceType": "Patient", "id": "abc"}
+    deleted = events[2]["details"]["entity"]
+    assert {key: deleted[key] for key in ("resourceType", "id")} == {"resourceType": "Patient", "id": "abc"}
+    # A DELETE carries its lineage, as a PUT does: the FHIR store sink orders it by its stream position.
+    assert deleted["meta"]["tag"] == [{"system": "urn:fhirpipes:source-table", "code": "Patients"}]
 
 
 def test_remove_without_old_image_still_gets_the_id() -> None:
     record = make_record("Patients", None, None, keys={"id": "abc"}, event_name="REMOVE")
     [event] = dispatcher().map_batch([record])
-    assert event["details"] == {"command": "DELETE", "entity": {"resourceType": "Patient", "id": "abc"}}
+    entity = event["details"]["entity"]
+    assert event["details"]["command"] == "DELETE"
+    assert (entity["resourceType"], entity["id"]) == ("Patient", "abc")
+    assert entity["meta"]["source"] == f"{record['eventSourceARN']}#{record['dynamodb']['SequenceNumber']}"
 
 
 def test_default_id_is_a_deterministic_uuid5_of_table_and_keys() -> None:
