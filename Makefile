@@ -73,8 +73,9 @@ test: lint defs fhir-server
 	$(BIN)/python -m pytest
 
 # Figures on a shared machine: only the ratios within one run mean anything (see README "Performance").
-bench: setup-test
+bench: setup-test fhir-server
 	$(BIN)/python bench/bench_mapping.py
 	$(BIN)/python bench/bench_response.py
 	$(BIN)/python bench/bench_cold_start.py
 	$(BIN)/python bench/bench_memory.py
+	$(BIN)/python bench/bench_sink.py
