@@ -487,8 +487,8 @@ class FhirTarget(Target):
     sends to its error destination (error events, resources the server refused, 400/422, and
     events that are not fhirpipes events) goes to the runner's dead-letter file instead.
 
-    The other ``FHIRPIPES_FHIR_*`` settings (guard, timeout, concurrency, bundle size) are read
-    from the environment as the Lambda reads them; ``FHIRPIPES_SINK_ERROR_QUEUE`` is not used.
+    The sink's other settings (``FHIRPIPES_FHIR_GUARD``, ``_TIMEOUT``, ``_CONCURRENCY``,
+    ``_BUNDLE_SIZE``) are read from the environment as the Lambda reads them; ``FHIRPIPES_SINK_ERROR_QUEUE`` is not used.
     """
 
     def __init__(
@@ -525,7 +525,7 @@ class FhirTarget(Target):
                 f"{self.name}: --fhir-auth (or FHIRPIPES_FHIR_AUTH) must be none, sigv4 or secret:<ARN or name>"
             )
         try:
-            self.settings()  # the Lambda's own checks of the other FHIRPIPES_FHIR_* settings
+            self.settings()  # the Lambda's own checks of its other settings
         except ConfigurationError as exc:
             raise ConfigurationError(f"{self.name}: {exc}") from None
 
