@@ -48,8 +48,9 @@ def fake() -> Iterator[FakeFhir]:
         yield server
 
 
-def target_for(url: str) -> FhirTarget:
-    target = FhirTarget(url, "none", environ={"FHIRPIPES_FHIR_CONCURRENCY": "1"})
+def target_for(url: str, bundle_size: int = 1) -> FhirTarget:
+    environ = {"FHIRPIPES_FHIR_CONCURRENCY": "1", "FHIRPIPES_FHIR_BUNDLE_SIZE": str(bundle_size)}
+    target = FhirTarget(url, "none", environ=environ)
     target.check()
     return target
 
@@ -75,8 +76,13 @@ def runner_for(
     )
 
 
+@pytest.mark.parametrize("bundle_size", [1, 20], ids=["requests", "bundles"])
 def test_failed_events_are_retried_and_refused_ones_dead_lettered(
-    fake: FakeFhir, dispatcher: Dispatcher, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    fake: FakeFhir,
+    dispatcher: Dispatcher,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    bundle_size: int,
 ) -> None:
     streams = FakeStreams()
     streams.add_shard("s1")
@@ -90,7 +96,7 @@ def test_failed_events_are_retried_and_refused_ones_dead_lettered(
     # a 403 the sink reports as a batch item failure: the runner sends e's events again, in order
     fake.fault("PUT", "Patient/e", (403, {}, None))
     letters = DeadLetters(tmp_path / "dead.jsonl")
-    target = target_for(fake.url)
+    target = target_for(fake.url, bundle_size)
     target.prepare()
     with caplog.at_level(logging.DEBUG, logger="fhirpipes"):
         result = runner_for(dispatcher, streams, target, letters).run(once=True)
@@ -101,6 +107,7 @@ def test_failed_events_are_retried_and_refused_ones_dead_lettered(
     assert fake.store["Patient/e"]["name"][0]["family"] == "Smythe"
     # e's first PUT failed, so its MODIFY was held back; both went again, in stream order
     assert [p for m, p in fake.sent("PUT") if p == "Patient/e"] == ["Patient/e"] * 3
+    assert bool(fake.sent("POST")) == (bundle_size > 1)  # batch Bundles, entry by entry
     assert fake.versions["Patient/e"] == 2
     assert result.totals.delivered == 3 and result.totals.dead_lettered == 2
     entries = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]
