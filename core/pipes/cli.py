@@ -175,7 +175,8 @@ def _template_option(value: str | None) -> str | None:
     default="stdout",
     show_default=True,
     metavar="SPEC",
-    help="stdout, file:PATH, cloudwatch:GROUP[:STREAM] or sqs:QUEUE_URL_OR_NAME.",
+    help="stdout, file:PATH, cloudwatch:GROUP[:STREAM], sqs:QUEUE_URL_OR_NAME or fhir:URL (a FHIR "
+    "server's base URL, delivered as the sink Lambda delivers).",
 )
 @click.option(
     "--checkpoint",
@@ -189,6 +190,11 @@ def _template_option(value: str | None) -> str | None:
     "--endpoint-url", metavar="URL", help="DynamoDB (and target) endpoint, e.g. http://localhost:8000."
 )
 @click.option("--target-endpoint-url", metavar="URL", help="Another endpoint for the target's service.")
+@click.option(
+    "--fhir-auth",
+    metavar="none|sigv4|secret:ARN",
+    help="A fhir: target's auth [default: FHIRPIPES_FHIR_AUTH, else none].",
+)
 @click.option("--region", help="AWS region (default: boto3's resolution).")
 @click.option("--profile", help="AWS profile.")
 @click.option(
@@ -230,6 +236,7 @@ def run(
     embedded: bool,
     endpoint_url: str | None,
     target_endpoint_url: str | None,
+    fhir_auth: str | None,
     region: str | None,
     profile: str | None,
     starting_position: StartingPosition | None,
@@ -253,6 +260,7 @@ def run(
             embedded=embedded,
             endpoint_url=endpoint_url,
             target_endpoint_url=target_endpoint_url,
+            fhir_auth=fhir_auth,
             region=region,
             profile=profile,
             dead_letter_bodies=dead_letter_bodies,
@@ -297,7 +305,9 @@ def run(
             from fhirpipes.pipes.retry import retrying
             from fhirpipes.pipes.targets import StreamTarget, parse_target
 
-            the_target = parse_target(target, aws.with_endpoint(target_endpoint_url), create_missing=embedded)
+            the_target = parse_target(
+                target, aws.with_endpoint(target_endpoint_url), create_missing=embedded, fhir_auth=fhir_auth
+            )
             if isinstance(the_target, StreamTarget):
                 the_target.before_write = status.clear
             stack.callback(the_target.close)
@@ -350,21 +360,24 @@ def plan_run(
     embedded: bool,
     endpoint_url: str | None = None,
     target_endpoint_url: str | None = None,
+    fhir_auth: str | None = None,
     region: str | None = None,
     profile: str | None = None,
     dead_letter_bodies: bool = False,
 ) -> RunPlan:
     """Check the options, the target specification and every path before anything starts
     (`click.UsageError` or `ConfigurationError`, one line); read the checkpoint file."""
-    from fhirpipes.pipes.targets import FileTarget, StreamTarget, parse_target
+    from fhirpipes.pipes.targets import FhirTarget, FileTarget, StreamTarget, parse_target
 
     if embedded and (endpoint_url or profile or region):
         raise click.UsageError(
             "--embedded starts its own endpoint in us-east-1: drop --endpoint-url/--profile/--region"
         )
-    spec = parse_target(target)  # syntax, names, and a file target's path: no client yet
-    if target_endpoint_url and isinstance(spec, StreamTarget | FileTarget):
-        raise click.UsageError(f"--target-endpoint-url is for cloudwatch and sqs targets, not {target}")
+    spec = parse_target(target, fhir_auth=fhir_auth)  # syntax, names, a file's path: no client yet
+    if target_endpoint_url and isinstance(spec, StreamTarget | FileTarget | FhirTarget):
+        raise click.UsageError(f"--target-endpoint-url is for cloudwatch and sqs targets, not {spec.name}")
+    if fhir_auth is not None and not isinstance(spec, FhirTarget):
+        raise click.UsageError(f"--fhir-auth is for fhir: targets, not {spec.name}")
     path = checkpoint if checkpoint is not None else (None if embedded else str(DEFAULT_PATH))
     if path is not None:
         # The checkpoint is replaced by a rename: its folder must be writable, not only the file.

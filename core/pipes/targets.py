@@ -1,4 +1,5 @@
-"""Where the local Pipe delivers the enrichment's events: stdout, a file, CloudWatch Logs, SQS.
+"""Where the local Pipe delivers the enrichment's events: stdout, a file, CloudWatch Logs, SQS,
+a FHIR server.
 
 Each event becomes one message: its JSON text on one line (a string, e.g. from a plain-text
 target input template, is sent as it is). Error events from the enrichment are events like any
@@ -18,12 +19,14 @@ The delivery contract (what a `Target` subclass implements, and what the runner 
   calls `Target.recover` with it at start (and `Target.rollback` when a batch fails), so whatever
   was written after the last checkpoint is cut and written again once. Each event is in the
   output once, whatever the crash.
-* ``exactly_once = False`` targets (`StreamTarget`, `CloudWatchLogsTarget`, `SqsTarget`, and a
-  plugin's) get at-least-once delivery: a crash after the write and before the checkpoint, a
+* ``exactly_once = False`` targets (`StreamTarget`, `CloudWatchLogsTarget`, `SqsTarget`,
+  `FhirTarget`, and a plugin's) get at-least-once delivery: a crash after the write and before the checkpoint, a
   retry after a call that succeeded but whose answer was lost, or a batch stopped half-way
   delivers those events again. Every event carries ``eventID`` (the stream record's id; with
   ``source`` and ``eventType`` it names one event) for the consumer to drop repeats; SQS FIFO
-  queues get a deduplication id derived from them.
+  queues get a deduplication id derived from them. `FhirTarget` needs no consumer's help: a
+  PUT is idempotent and the sink's version guard skips a state the store has already, or a
+  newer one, so a replay leaves the store as it was.
 * `Target.check` refuses what can be known wrong before anything starts (syntax, paths, names);
   `Target.prepare` connects (resolves the queue, creates the log stream) before the first read.
 
@@ -36,6 +39,8 @@ Target specifications (``--target``):
                                    (stream default ``fhirpipes``); ``:`` separates them because
                                    log group names may contain ``/``
 ``sqs:QUEUE``                      an SQS queue URL or name (FIFO queues: ``.fifo``)
+``fhir:URL``                       a FHIR server's base URL (http or https), through the sink
+                                   Lambda's code (`fhirpipes.sink`); auth: ``--fhir-auth``
 =================================  ===========================================================
 """
 
@@ -51,13 +56,19 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any, ClassVar
+from typing import IO, TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlsplit
 
 from fhirpipes.errors import ConfigurationError, FhirpipesError
 from fhirpipes.logs import logger
 from fhirpipes.pipes.appendfile import AppendFile, check_writable
 from fhirpipes.pipes.aws import AwsConfig
 from fhirpipes.pipes.retry import Backoff, describe, is_transient
+
+if TYPE_CHECKING:
+    from fhirpipes.sink import Sink
+    from fhirpipes.sink.destination import Undelivered
+    from fhirpipes.sink.settings import SinkSettings
 
 CLOUDWATCH_MAX_EVENTS = 10_000
 CLOUDWATCH_MAX_BYTES = 1_048_576
@@ -464,17 +475,172 @@ def deduplication_id(message: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
-TARGET_SPECS = "stdout, file:PATH, cloudwatch:GROUP[:STREAM] or sqs:QUEUE_URL_OR_NAME"
+class FhirTarget(Target):
+    """A FHIR server, through the sink Lambda's own code (`fhirpipes.sink.Sink`): PUT ``<type>/<id>``
+    or DELETE, in order per resource, never overwriting a newer source state (the version guard).
+
+    At least once to the store, and replays are harmless: a batch delivered again (a crash before
+    the checkpoint, a chunk retried after an answer was lost) PUTs states the store already has or
+    has newer, and a PUT is idempotent; the guard (``FHIRPIPES_FHIR_GUARD=version``, the default)
+    skips them. Events the sink reports as failed (5xx, 429, timeouts after its own retries) are
+    retried by `deliver`, and after the last attempt the batch is not checkpointed. What the sink
+    sends to its error destination (error events, resources the server refused, 400/422, and
+    events that are not fhirpipes events) goes to the runner's dead-letter file instead.
+
+    The sink's other settings (``FHIRPIPES_FHIR_GUARD``, ``_TIMEOUT``, ``_CONCURRENCY``,
+    ``_BUNDLE_SIZE``) are read from the environment as the Lambda reads them; ``FHIRPIPES_SINK_ERROR_QUEUE`` is not used.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        auth: str | None = None,
+        *,
+        environ: dict[str, str] | None = None,
+        region: str | None = None,
+        sink: Sink | None = None,
+    ) -> None:
+        self.url = url
+        self.auth = auth if auth is not None else os.environ.get("FHIRPIPES_FHIR_AUTH", "none")
+        self.name = f"fhir:{url}"
+        self._environ = dict(os.environ if environ is None else environ)
+        if region and not (self._environ.get("AWS_REGION") or self._environ.get("AWS_DEFAULT_REGION")):
+            self._environ["AWS_REGION"] = region
+        self._sink = sink
+        self._undelivered: list[Undelivered] = []
+
+    def check(self) -> None:
+        parts = urlsplit(self.url)
+        if "@" in parts.netloc:  # said without the URL: it would quote the credentials
+            raise ConfigurationError("fhir target: no credentials in the URL; use --fhir-auth")
+        try:
+            parts.port  # noqa: B018 (raises ValueError for a port that is not a number)
+        except ValueError:
+            parts = parts._replace(netloc="")
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigurationError(f"{self.name}: give the FHIR base URL, fhir:http(s)://HOST[:PORT]/PATH")
+        auth = self.auth.strip() or "none"
+        if auth not in ("none", "sigv4") and not (auth.startswith("secret:") and len(auth) > 7):
+            raise ConfigurationError(
+                f"{self.name}: --fhir-auth (or FHIRPIPES_FHIR_AUTH) must be none, sigv4 or secret:<ARN or name>"
+            )
+        try:
+            self.settings()  # the Lambda's own checks of its other settings
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{self.name}: {exc}") from None
+
+    def settings(self) -> SinkSettings:
+        """The sink's settings: this URL and auth, the rest from the environment, no error queue."""
+        from fhirpipes.sink.settings import SinkSettings
+
+        environ = {**self._environ, "FHIRPIPES_FHIR_URL": self.url, "FHIRPIPES_FHIR_AUTH": self.auth}
+        environ.pop("FHIRPIPES_SINK_ERROR_QUEUE", None)
+        return SinkSettings.from_env(environ)
+
+    def prepare(self) -> None:
+        """Build the sink and ask the server for its CapabilityStatement (reachable? a FHIR base?)."""
+        from fhirpipes.sink.transport import Deadline
+
+        sink = self._get_sink()
+        try:
+            answer = sink.client.send("GET", "metadata", Deadline(sink.settings.timeout * 3))
+        except FhirpipesError as exc:
+            raise DeliveryError(f"{self.name}: the FHIR server did not answer ({exc})") from None
+        if answer.status in (401, 403):
+            raise DeliveryError(f"{self.name}: HTTP {answer.status} for GET metadata: check --fhir-auth")
+        if answer.status != 200:
+            raise DeliveryError(
+                f"{self.name}: HTTP {answer.status} for GET metadata: is this a FHIR base URL?"
+            )
+
+    def send(self, chunk: list[str]) -> Rejections:
+        from fhirpipes.sink.errors import DeliveryError as SinkDeliveryError
+
+        events = [_event_of(message) for message in chunk]
+        sink = self._get_sink()
+        self._undelivered.clear()
+        try:
+            answer = sink.deliver(events)
+        except SinkDeliveryError:  # the whole batch (the sink reports per event; this is a backstop)
+            return dict.fromkeys(range(len(chunk)))
+        # The error destination is given the very event objects: map them back by identity
+        # (an event that isn't a fhirpipes event may have no eventID).
+        index_of = {id(event): index for index, event in enumerate(events)}
+        rejections: Rejections = {}
+        for item in self._undelivered:
+            rejections[index_of[id(item.event)]] = _refusal(item)
+        failed = {failure["itemIdentifier"] for failure in answer["batchItemFailures"]}
+        for index, event in enumerate(events):
+            if index not in rejections and isinstance(event, dict) and event.get("eventID") in failed:
+                rejections[index] = None  # retried, with the later events for its resource
+        return rejections
+
+    def close(self) -> None:
+        if self._sink is not None:
+            self._sink.client.close()
+
+    def _get_sink(self) -> Sink:
+        if self._sink is None:
+            from fhirpipes.sink import Sink
+
+            self._sink = Sink(self.settings())
+        self._sink.destination = _Collect(self._undelivered)  # type: ignore[assignment]
+        return self._sink
 
 
-def parse_target(spec: str, aws: AwsConfig | None = None, *, create_missing: bool = False) -> Target:
+class _Collect:
+    """The sink's error destination, locally: keeps what the store won't get for the dead-letter file."""
+
+    def __init__(self, items: list[Undelivered]) -> None:
+        self.items = items
+
+    def send(self, items: Sequence[Undelivered]) -> set[str]:
+        self.items.extend(items)
+        return set()  # nothing lost: the runner writes them to the dead-letter file
+
+
+def _event_of(message: str) -> Any:
+    try:
+        return json.loads(message)
+    except ValueError:
+        return message  # not JSON (a target input template's text): the sink calls it malformed
+
+
+def _refusal(item: Undelivered) -> str:
+    """Why an event went to the dead-letter file: the sink's reason, status and issue codes (no values)."""
+    if item.reason == "mapping-failed":
+        return "an error event (the record could not be mapped): not sent to the FHIR store"
+    if item.reason != "refused":
+        return "not a fhirpipes PUT, DELETE or ERROR event: the FHIR target can't deliver it"
+    issues = "; ".join(
+        " ".join(
+            str(part)
+            for part in (issue.get("code"), *(issue.get("expression") or issue.get("location") or ()))
+            if part
+        )
+        for issue in item.issues
+    )
+    return f"the FHIR server refused the resource: HTTP {item.status}" + (f" ({issues})" if issues else "")
+
+
+TARGET_SPECS = "stdout, file:PATH, cloudwatch:GROUP[:STREAM], sqs:QUEUE_URL_OR_NAME or fhir:URL"
+
+
+def parse_target(
+    spec: str,
+    aws: AwsConfig | None = None,
+    *,
+    create_missing: bool = False,
+    fhir_auth: str | None = None,
+) -> Target:
     """A `Target` from a ``--target`` specification (see the module docstring), checked
     (`Target.check`): syntax, names, and for a file that it can be written.
 
     ``create_missing`` also creates a missing SQS queue (the embedded server starts empty);
     CloudWatch Logs groups and streams are always created if missing. Clients are only made when
     ``aws`` is given: without it, an AWS target is checked and returned with no client (to
-    validate a specification before any endpoint exists).
+    validate a specification before any endpoint exists). ``fhir_auth`` is a ``fhir:`` target's
+    ``FHIRPIPES_FHIR_AUTH`` value (``None``: the environment's, else ``none``).
     """
     kind, _, rest = spec.partition(":")
     target: Target
@@ -491,6 +657,8 @@ def parse_target(spec: str, aws: AwsConfig | None = None, *, create_missing: boo
         )
     elif kind == "sqs" and rest:
         target = SqsTarget(aws.client("sqs") if aws else None, rest, create=create_missing)
+    elif kind == "fhir":
+        target = FhirTarget(rest, fhir_auth, region=aws.region if aws else None)
     else:
         raise ConfigurationError(f"unknown target {spec!r}: use {TARGET_SPECS}")
     target.check()
