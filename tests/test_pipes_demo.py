@@ -45,3 +45,29 @@ def test_demo_runs_to_the_end_and_leaves_no_server(tmp_path: Path) -> None:
     assert endpoint is not None
     with socket.socket() as probe, pytest.raises(ConnectionRefusedError):
         probe.connect(("127.0.0.1", int(endpoint.group(1))))
+
+
+@pytest.mark.slow
+def test_the_demo_flows_into_a_fhir_server_when_asked() -> None:
+    from click.testing import CliRunner
+    from medplum import medplum
+
+    from fhirpipes.cli import main
+
+    with medplum() as url:
+        result = CliRunner().invoke(main, ["demo", "--brief", "--fhir-url", url])
+    assert result.exit_code == 0, result.output
+    assert "-> fhir:" in result.output
+    # The inserted-then-deleted patient is gone; the broken items went to the dead letters, not the store.
+    assert "Patient/p-0002" in result.output and "Patient/p-0003" not in result.output
+    assert "Practitioner/pr-0001" in result.output and "Practitioner/pr-0003" not in result.output
+
+
+def test_a_bad_fhir_url_is_refused_before_anything_starts() -> None:
+    from click.testing import CliRunner
+
+    from fhirpipes.cli import main
+
+    result = CliRunner().invoke(main, ["demo", "--fhir-url", "ftp://nowhere"])
+    assert result.exit_code != 0
+    assert result.output.startswith("Error: ") and "embedded" not in result.output

@@ -151,11 +151,28 @@ def describe_event(event: Mapping[str, Any]) -> str:
     show_default=True,
     help="Give up after this long.",
 )
-def demo(brief: bool, max_seconds: float) -> None:
+@click.option(
+    "--fhir-url",
+    metavar="URL",
+    help="Deliver into this FHIR server instead (through the sink Lambda's code, as `run --target "
+    "fhir:URL`), then read the resources back from it. Auth: FHIRPIPES_FHIR_AUTH (default none).",
+)
+def demo(brief: bool, max_seconds: float, fhir_url: str | None) -> None:
     """Show the whole flow on this machine, with nothing to set up: an embedded DynamoDB with
     streams, the Patients and Practitioners tables, a sequence of changes, the Pipes with their
-    filters and batching, the enrichment Lambda's code, and a CloudWatch Logs target."""
+    filters and batching, the enrichment Lambda's code, and a CloudWatch Logs target (or, with
+    --fhir-url, a FHIR server)."""
     began = time.perf_counter()
+    fhir_target = None
+    if fhir_url is not None:  # checked and reached before anything starts
+        from fhirpipes.pipes.targets import FhirTarget
+
+        fhir_target = FhirTarget(fhir_url)
+        try:
+            fhir_target.check()
+            fhir_target.prepare()
+        except FhirpipesError as exc:
+            raise click.ClickException(str(exc)) from None
     try:
         with EmbeddedAws() as server, logging_to("CRITICAL", sys.stderr):
             aws = server.config
@@ -180,6 +197,12 @@ def demo(brief: bool, max_seconds: float) -> None:
             click.echo("\nwriting changes:")
             write_changes(dynamodb, tables, click.echo)
             pipes = build_pipes(wanted, dynamodb, settings)
+            if fhir_target is not None:
+                show_fhir_flow(fhir_target, wanted, pipes, dispatcher, aws, session, max_seconds)
+                click.echo(
+                    f"demo finished in {time.perf_counter() - began:.1f} s; the embedded server is stopped"
+                )
+                return
             logs_client = aws.client("logs", session)
             target = CloudWatchLogsTarget(logs_client, LOG_GROUP, LOG_STREAM)
             runner = Runner(
@@ -210,3 +233,44 @@ def demo(brief: bool, max_seconds: float) -> None:
             raise click.ClickException(aws_failure(exc)) from exc
         raise
     click.echo(f"demo finished in {time.perf_counter() - began:.1f} s; the embedded server is stopped")
+
+
+def show_fhir_flow(
+    target: Any,
+    mappers: list[Any],
+    pipes: list[Any],
+    dispatcher: Any,
+    aws: Any,
+    session: Any,
+    max_seconds: float,
+) -> None:
+    """Run the demo's Pipes into a FHIR server, then list what the server holds of each resource type."""
+    import urllib.request
+
+    runner = Runner(
+        dispatcher,
+        pipes,
+        streams_client=aws.client("dynamodbstreams", session),
+        target=target,
+        checkpoints=Checkpoints(None),
+        poll_seconds=0.05,
+    )
+    click.echo(f"\nrunning {', '.join(p.name for p in pipes)} -> {target.name}")
+    result: RunResult = runner.run(once=True, max_seconds=max_seconds)
+    target.close()
+    base = target.url.rstrip("/")
+    for resource_type in sorted({mapper.resource_type for mapper in mappers}):
+        query = f"{base}/{resource_type}?_count=100"
+        try:
+            with urllib.request.urlopen(query, timeout=10) as answer:
+                bundle = json.load(answer)
+        except (OSError, ValueError) as exc:  # urllib's errors are OSErrors; a reply that isn't JSON
+            click.echo(f"\ncould not read {resource_type} back from {base} ({type(exc).__name__})")
+            continue
+        found = [entry["resource"] for entry in bundle.get("entry", [])]
+        click.echo(f"\n{len(found)} {resource_type} resources read back from {base}:")
+        for resource in found:
+            version = resource.get("meta", {}).get("versionId", "?")
+            click.echo(f"  {resource_type}/{resource.get('id')}  version {version}")
+    click.echo("")
+    report(result, err=False)
