@@ -31,6 +31,7 @@ from fhirpipes.records import StreamRecord, identify, parse_record, records_of, 
 from fhirpipes.resource import base_context, finish, resource_id, resource_value, stamp_lineage
 from fhirpipes.response import response_size, within
 from fhirpipes.settings import Settings
+from fhirpipes.storeversion import check_store_version
 
 ENVELOPE_VERSION = "1.0"
 
@@ -51,6 +52,7 @@ class Dispatcher:
     def __init__(self, registry: Registry, settings: Settings | None = None) -> None:
         self.registry = registry
         self.settings = settings or Settings()
+        check_store_version(registry.mappers, self.settings.store_version)
 
     def map_batch(
         self,

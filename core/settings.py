@@ -16,6 +16,8 @@
 ``FHIRPIPES_PIPE_NAMES``       JSON object, table -> Pipe name: the ``pipe`` template variable
                                (the local runner knows it; in Lambda it comes from here).
 ``FHIRPIPES_MAX_RESPONSE_BYTES``  the enrichment response limit (default Pipes' 6 MB).
+``FHIRPIPES_FHIR_STORE_VERSION``  R4 (AWS HealthLake), R4B or R5: refuse at cold start a mapper
+                               whose output that version may refuse (`fhirpipes.storeversion`).
 ``FHIRPIPES_RENDER_BUDGET``    per-record render bounds, ``name=value`` pairs separated by commas,
                                e.g. ``iterations=200000,seconds=5`` (names and defaults:
                                `fhirpipes.engine.runtime.Limits`).
@@ -52,6 +54,7 @@ class Settings(NamedTuple):
     max_response_bytes: int = PIPES_RESPONSE_LIMIT
     render_budget: Limits = Limits()
     metrics: bool = False
+    store_version: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -97,6 +100,7 @@ class Settings(NamedTuple):
             metrics=_switch(
                 environ, "FHIRPIPES_METRICS", default=bool(environ.get("AWS_LAMBDA_FUNCTION_NAME"))
             ),
+            store_version=_store_version(environ.get("FHIRPIPES_FHIR_STORE_VERSION", "")),
         )
 
 
@@ -128,3 +132,13 @@ def render_budget(text: str) -> Limits:
             raise ConfigurationError(f"FHIRPIPES_RENDER_BUDGET: {name} must be a positive number")
         changes[name] = parsed
     return Limits()._replace(**changes)  # type: ignore[arg-type]
+
+
+def _store_version(text: str) -> str | None:
+    """``FHIRPIPES_FHIR_STORE_VERSION``: the FHIR version of the store (R4 for HealthLake), or unset."""
+    value = text.strip().upper()
+    if not value:
+        return None
+    if value not in ("R4", "R4B", "R5"):
+        raise ConfigurationError("FHIRPIPES_FHIR_STORE_VERSION must be R4, R4B or R5")
+    return value
