@@ -709,47 +709,26 @@ def _alarm(
 
 def _alarms(pipe: TablePipe, outputs: dict[str, Any]) -> dict[str, Any]:
     """The table's alarms: records the function failed to map, and batches the Pipe dead-lettered."""
-    actions = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
-    common = {
-        "Statistic": "Sum",
-        "Period": ALARM_PERIOD_SECONDS,
-        "EvaluationPeriods": 1,
-        "Threshold": 0,
-        "ComparisonOperator": "GreaterThanThreshold",
-        "TreatMissingData": "notBreaching",
-        "AlarmActions": actions,
-    }
     failed, dead = f"{pipe.logical}FailedRecordsAlarm", f"{pipe.logical}DeadLetterAlarm"
     outputs[f"{failed}Name"] = {"Value": {"Ref": failed}}
     outputs[f"{dead}Name"] = {"Value": {"Ref": dead}}
     return {
-        failed: {
-            "Type": "AWS::CloudWatch::Alarm",
-            "Properties": {
-                "AlarmDescription": f"fhirpipes: records of table {pipe.table} failed to map (error events, "
-                "or failed batches with OnError=raise); the function's log says which and why.",
-                "Namespace": metrics.NAMESPACE,
-                "MetricName": metrics.RECORDS_FAILED,
-                "Dimensions": [{"Name": metrics.TABLE_DIMENSION, "Value": pipe.table}],
-                **common,
-            },
-        },
-        dead: {
-            "Type": "AWS::CloudWatch::Alarm",
-            "Properties": {
-                "AlarmDescription": f"fhirpipes: the Pipe of table {pipe.table} dead-lettered a batch "
-                "(its records were not delivered; the message says where they are in the stream).",
-                "Namespace": "AWS/SQS",
-                "MetricName": "ApproximateNumberOfMessagesVisible",
-                "Dimensions": [
-                    {
-                        "Name": "QueueName",
-                        "Value": {"Fn::GetAtt": [f"{pipe.logical}DeadLetterQueue", "QueueName"]},
-                    }
-                ],
-                **{**common, "Statistic": "Maximum"},
-            },
-        },
+        failed: _alarm(
+            f"fhirpipes: records of table {pipe.table} failed to map (error events, "
+            "or failed batches with OnError=raise); the function's log says which and why.",
+            metrics.NAMESPACE,
+            metrics.RECORDS_FAILED,
+            [{"Name": metrics.TABLE_DIMENSION, "Value": pipe.table}],
+            "Sum",
+        ),
+        dead: _alarm(
+            f"fhirpipes: the Pipe of table {pipe.table} dead-lettered a batch "
+            "(its records were not delivered; the message says where they are in the stream).",
+            "AWS/SQS",
+            "ApproximateNumberOfMessagesVisible",
+            [{"Name": "QueueName", "Value": {"Fn::GetAtt": [f"{pipe.logical}DeadLetterQueue", "QueueName"]}}],
+            "Maximum",
+        ),
     }
 
 
