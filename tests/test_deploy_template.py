@@ -18,7 +18,14 @@ from click.testing import CliRunner
 from fhirpipes import KeyPrefix, Mapper, PipeSpec
 from fhirpipes.cli import main
 from fhirpipes.deploy import DeployError
-from fhirpipes.deploy.cloudformation import CHECKOV_SKIPS, TARGETS, TemplateOptions, build_template, to_yaml
+from fhirpipes.deploy.cloudformation import (
+    CHECKOV_SKIPS,
+    FHIR_AUTHS,
+    TARGETS,
+    TemplateOptions,
+    build_template,
+    to_yaml,
+)
 from fhirpipes.deploy.package import ZIP_COMMENT_KEY
 from fhirpipes.pipes.patterns import validate_filters
 from fhirpipes.plugins import load_registry
@@ -216,7 +223,13 @@ def test_each_pipe_role_reaches_only_its_own_stream_function_target_and_queue(
             assert by_action.pop("kms:Decrypt") == [{"Ref": f"{logical}KmsKeyArn"}, DATA_KEY]
             for action in ("kms:DescribeKey", "kms:GenerateDataKey"):
                 assert by_action.pop(action) == [DATA_KEY]
-            assert by_action.pop("lambda:InvokeFunction") == [{"Fn::GetAtt": ["EnrichmentFunction", "Arn"]}]
+            invoked = by_action.pop("lambda:InvokeFunction")
+            assert invoked[0] == {"Fn::GetAtt": ["EnrichmentFunction", "Arn"]}
+            if target == "fhir":  # the sink is the target: invoking it is sending to it
+                assert invoked[1:] == [pipe["Properties"]["Target"]]
+                by_action["lambda:InvokeFunction"] = invoked[1:]
+            else:
+                assert invoked == invoked[:1]
             target_arn = pipe["Properties"]["Target"]
             dlq = pipe["Properties"]["SourceParameters"]["DynamoDBStreamParameters"]["DeadLetterConfig"][
                 "Arn"
@@ -339,6 +352,8 @@ def test_the_cli_takes_the_runtime_from_the_package(tmp_path: Path) -> None:
         (["--python", "3.9"], "unknown Python version '3.9'"),
         (["--arch", "sparc"], "unknown architecture 'sparc'"),
         (["--target", "kinesis"], "unknown target 'kinesis'"),
+        (["--target", "fhir", "--fhir-auth", "basic"], "unknown FHIR auth 'basic'"),
+        (["--target", "fhir", "--sink-timeout", "0"], "--sink-timeout"),
         (["--max-record-age", "10"], "--max-record-age"),
         (["--plugin", "nonesuch"], "nonesuch"),
         (["--env", "AWS_REGION=x"], "AWS_REGION"),
@@ -383,12 +398,13 @@ def test_every_place_phi_lands_is_encrypted_with_the_data_key(
     registry_mappers: list[Mapper], target: str
 ) -> None:
     template = build_template(registry_mappers, TemplateOptions(target=target))
-    resources = template["Resources"]
     groups = resources_of(template, "AWS::Logs::LogGroup")
     queues = resources_of(template, "AWS::SQS::Queue")
     pipes = resources_of(template, "AWS::Pipes::Pipe")
-    assert len(queues) == len(pipes) * (2 if target == "sqs" else 1)  # dead-letter (and target) queues
-    assert len(groups) == 1 + (len(pipes) if target == "logs" else 0)  # the function's (and targets)
+    # dead-letter (and target) queues, and the sink's error queue
+    assert len(queues) == len(pipes) * (2 if target == "sqs" else 1) + (target == "fhir")
+    # the function's (and the targets', or the sink's)
+    assert len(groups) == 1 + (len(pipes) if target == "logs" else 0) + (target == "fhir")
     for group in groups.values():
         assert group["Properties"]["KmsKeyId"] == DATA_KEY
     for queue in queues.values():
@@ -396,7 +412,8 @@ def test_every_place_phi_lands_is_encrypted_with_the_data_key(
         assert "SqsManagedSseEnabled" not in queue["Properties"]
     for pipe in pipes.values():
         assert pipe["Properties"]["KmsKeyIdentifier"] == DATA_KEY
-    assert resources["EnrichmentFunction"]["Properties"]["KmsKeyArn"] == DATA_KEY
+    for function in resources_of(template, "AWS::Lambda::Function").values():
+        assert function["Properties"]["KmsKeyArn"] == DATA_KEY
     buses = resources_of(template, "AWS::Events::EventBus")
     assert len(buses) == (target == "eventbridge")
     for bus in buses.values():
@@ -535,11 +552,13 @@ def test_checkov_finds_nothing_that_applies_in_any_variant(
     registry_mappers: list[Mapper], single_table_mappers: list[Mapper], tmp_path: Path
 ) -> None:
     variants: dict[str, dict[str, Any]] = {}
-    for target in TARGETS:
+    kinds = [(target, "sigv4") for target in TARGETS] + [("fhir", auth) for auth in FHIR_AUTHS[1:]]
+    for target, auth in kinds:
         for label, mappers in (("registry", registry_mappers), ("single-table", single_table_mappers)):
-            template = build_template(mappers, TemplateOptions(target=target))
-            variants[f"{target}-{label}-created-key"] = template
-            variants[f"{target}-{label}-given-key"] = with_key_given(template)
+            template = build_template(mappers, TemplateOptions(target=target, fhir_auth=auth))
+            kind = f"{target}-{auth}" if target == "fhir" else target
+            variants[f"{kind}-{label}-created-key"] = template
+            variants[f"{kind}-{label}-given-key"] = with_key_given(template)
     # The check is only worth something if checkov sees the mistakes the issue reported.
     broken = json.loads(json.dumps(variants["logs-registry-created-key"]))
     del broken["Resources"]["PatientsTargetLogGroup"]["Properties"]["KmsKeyId"]
@@ -574,3 +593,181 @@ def test_checkov_finds_nothing_that_applies_in_any_variant(
         assert skipped[name] <= allowed, name
     for check in results["skipped_checks"]:
         assert check["check_id"] in allowed and check["check_result"]["suppress_comment"], check["check_id"]
+
+
+# --- the sink (--target fhir) ---------------------------------------------------------------------
+
+
+def sink_template(mappers: list[Mapper], auth: str) -> dict[str, Any]:
+    return build_template(mappers, TemplateOptions(target="fhir", fhir_auth=auth, sink_timeout_seconds=90))
+
+
+@pytest.mark.parametrize("auth", FHIR_AUTHS)
+def test_the_sink_variants_pass_cfn_lint(
+    registry_mappers: list[Mapper], single_table_mappers: list[Mapper], auth: str
+) -> None:
+    for mappers in (registry_mappers, single_table_mappers):
+        template = sink_template(mappers, auth)
+        assert lint_messages(to_yaml(template)) == []
+        assert lint_messages(to_yaml(with_key_given(template))) == []
+
+
+@pytest.mark.parametrize("auth", FHIR_AUTHS)
+def test_each_pipe_delivers_to_the_sink_synchronously(single_table_mappers: list[Mapper], auth: str) -> None:
+    import importlib
+
+    template = sink_template(single_table_mappers, auth)
+    sink = template["Resources"]["SinkFunction"]["Properties"]
+    enrichment = template["Resources"]["EnrichmentFunction"]["Properties"]
+    assert sink["Handler"] == "fhirpipes.sink.handler" and sink["Timeout"] == 90
+    module, _, name = sink["Handler"].rpartition(".")
+    assert callable(getattr(importlib.import_module(module), name))  # what Lambda will resolve
+    for key in ("Code", "Runtime", "Architectures", "KmsKeyArn"):
+        assert sink[key] == enrichment[key]  # the same zip, runtime and key
+    assert sink["Role"] == {"Fn::GetAtt": ["SinkRole", "Arn"]}
+    pipes = resources_of(template, "AWS::Pipes::Pipe")
+    assert len(pipes) == 2
+    for pipe in pipes.values():
+        assert pipe["Properties"]["Target"] == {"Fn::GetAtt": ["SinkFunction", "Arn"]}
+        # Its batchItemFailures only reach the Pipe from a synchronous invocation.
+        assert pipe["Properties"]["TargetParameters"] == {
+            "LambdaFunctionParameters": {"InvocationType": "REQUEST_RESPONSE"}
+        }
+
+
+def resolve(value: Any, variables: dict[str, str]) -> str:
+    return variables[value["Ref"]] if isinstance(value, dict) and "Ref" in value else sub(value, variables)
+
+
+SECRET_ARN = f"arn:aws:secretsmanager:eu-west-1:{ACCOUNT}:secret:fhir/token-AbCdEf"
+DATASTORE = "0123456789abcdef0123456789abcdef"
+
+
+@pytest.mark.parametrize(
+    ("auth", "given", "url", "expected_auth"),
+    [
+        (
+            "sigv4",
+            {"HealthLakeDatastoreId": DATASTORE},
+            f"https://healthlake.eu-west-1.amazonaws.com/datastore/{DATASTORE}/r4/",
+            "sigv4",
+        ),
+        ("secret", {"FhirUrl": "https://fhir.example.org/r4/", "FhirSecretArn": SECRET_ARN},
+         "https://fhir.example.org/r4/", f"secret:{SECRET_ARN}"),
+        ("none", {"FhirUrl": "http://fhir.internal:8080/fhir/"}, "http://fhir.internal:8080/fhir/", "none"),
+    ],
+)  # fmt: skip
+def test_the_sinks_environment_is_settings_the_sink_accepts(
+    registry_mappers: list[Mapper], auth: str, given: dict[str, str], url: str, expected_auth: str
+) -> None:
+    from fhirpipes.sink import SinkSettings
+
+    template = sink_template(registry_mappers, auth)
+    for name, value in given.items():
+        assert re.fullmatch(template["Parameters"][name]["AllowedPattern"], value), name
+    queue = f"https://sqs.eu-west-1.amazonaws.com/{ACCOUNT}/stack-SinkErrorQueue-1"
+    variables = {
+        **AWS,
+        "AWS::URLSuffix": "amazonaws.com",
+        **given,
+        "FhirBundleSize": "100",
+        "SinkErrorQueue": queue,
+        "LogLevel": "INFO",
+    }
+    env = template["Resources"]["SinkFunction"]["Properties"]["Environment"]["Variables"]
+    settings = SinkSettings.from_env({name: resolve(value, variables) for name, value in env.items()})
+    assert (settings.fhir_url, settings.auth, settings.bundle_size) == (url, expected_auth, 100)
+    assert settings.error_queue == queue
+    if auth == "sigv4":
+        assert settings.region == "eu-west-1"
+        arn = sub(template["Outputs"]["HealthLakeDatastoreArn"]["Value"], variables)
+        assert arn == f"arn:aws:healthlake:eu-west-1:{ACCOUNT}:datastore/fhir/{DATASTORE}"
+    if auth == "secret":
+        pattern = template["Parameters"]["FhirUrl"]["AllowedPattern"]
+        assert not re.fullmatch(pattern, "http://fhir.example.org/r4/")  # a token only over TLS
+
+
+@pytest.mark.parametrize("auth", FHIR_AUTHS)
+def test_the_sink_role_reaches_only_its_log_group_queue_and_store(
+    registry_mappers: list[Mapper], auth: str
+) -> None:
+    template = sink_template(registry_mappers, auth)
+    role = template["Resources"]["SinkRole"]
+    assert role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {
+        "Service": "lambda.amazonaws.com"
+    }
+    assert "ManagedPolicyArns" not in role["Properties"]
+    by_action: dict[str, list[Any]] = {}
+    for statement in statements(role):
+        assert statement["Effect"] == "Allow"
+        for action in statement["Action"]:
+            assert "*" not in action
+            by_action.setdefault(action, []).append(statement["Resource"])
+    for action in ("logs:CreateLogStream", "logs:PutLogEvents"):
+        assert by_action.pop(action) == [{"Fn::GetAtt": ["SinkLogGroup", "Arn"]}]
+    assert by_action.pop("sqs:SendMessage") == [{"Fn::GetAtt": ["SinkErrorQueue", "Arn"]}]
+    # The data key: the environment and the error queue (first), then the store's own key, if any.
+    decrypt, generate = by_action.pop("kms:Decrypt"), by_action.pop("kms:GenerateDataKey")
+    assert decrypt[0] == generate[0] == DATA_KEY
+    if auth == "sigv4":
+        datastore = {
+            "Fn::Sub": "arn:${AWS::Partition}:healthlake:${AWS::Region}:${AWS::AccountId}"
+            ":datastore/fhir/${HealthLakeDatastoreId}"
+        }
+        own_key = {"Ref": "HealthLakeKmsKeyArn"}
+        assert by_action == {
+            **{f"healthlake:{verb}Resource": [datastore] for verb in ("Create", "Delete", "Read", "Update")},
+            "kms:DescribeKey": [own_key],
+        }
+        assert decrypt == generate == [DATA_KEY, own_key]
+        assert template["Conditions"]["HealthLakeHasKmsKey"] == {"Fn::Not": [{"Fn::Equals": [own_key, ""]}]}
+    elif auth == "secret":
+        assert by_action == {"secretsmanager:GetSecretValue": [{"Ref": "FhirSecretArn"}]}
+        assert decrypt == [DATA_KEY, {"Ref": "FhirSecretKmsKeyArn"}] and generate == [DATA_KEY]
+        assert template["Conditions"]["FhirSecretHasKmsKey"] == {
+            "Fn::Not": [{"Fn::Equals": [{"Ref": "FhirSecretKmsKeyArn"}, ""]}]
+        }
+    else:
+        assert by_action == {} and decrypt == generate == [DATA_KEY]
+
+
+def test_the_sink_has_alarms_on_its_errors_and_its_undelivered_events(registry_mappers: list[Mapper]) -> None:
+    template = sink_template(registry_mappers, "sigv4")
+    alarms = [a["Properties"] for a in resources_of(template, "AWS::CloudWatch::Alarm").values()]
+    (errors,) = [a for a in alarms if (a["Namespace"], a["MetricName"]) == ("AWS/Lambda", "Errors")]
+    assert errors["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "SinkFunction"}}]
+    queued = [
+        a
+        for a in alarms
+        if a["Namespace"] == "AWS/SQS" and a["Dimensions"][0]["Value"]["Fn::GetAtt"][0] == "SinkErrorQueue"
+    ]
+    assert len(queued) == 1 and queued[0]["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    for alarm in (errors, queued[0]):
+        assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 0)
+        assert alarm["AlarmActions"] == {
+            "Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]
+        }
+    sink = template["Resources"]["SinkFunction"]["Properties"]
+    assert sink["ReservedConcurrentExecutions"] == {
+        "Fn::If": ["ReserveSinkConcurrency", {"Ref": "SinkReservedConcurrency"}, {"Ref": "AWS::NoValue"}]
+    }
+
+
+def test_without_the_fhir_target_there_is_no_sink(registry_mappers: list[Mapper]) -> None:
+    for target in TARGETS[:-1]:
+        template = build_template(registry_mappers, TemplateOptions(target=target))
+        assert not [name for name in template["Resources"] if name.startswith("Sink")]
+        assert (
+            "HealthLakeDatastoreId" not in template["Parameters"] and "FhirUrl" not in template["Parameters"]
+        )
+
+
+def test_the_cli_emits_the_sink_for_healthlake_or_a_secret() -> None:
+    result = CliRunner().invoke(main, ["template", "--target", "fhir"])
+    assert result.exit_code == 0, result.output
+    template = yaml.safe_load(result.output)
+    assert "HealthLakeDatastoreId" in template["Parameters"]
+    assert template["Resources"]["SinkFunction"]["Properties"]["Timeout"] == 60
+    result = CliRunner().invoke(main, ["template", "--target", "fhir", "--fhir-auth", "secret"])
+    assert result.exit_code == 0, result.output
+    assert {"FhirUrl", "FhirSecretArn"} <= set(yaml.safe_load(result.output)["Parameters"])

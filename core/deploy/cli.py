@@ -85,7 +85,23 @@ def package(
     default="logs",
     show_default=True,
     help="Where each Pipe sends the FHIR events: logs (a CloudWatch Logs group per Pipe, as the "
-    "original), sqs (a queue per Pipe) or eventbridge (one event bus).",
+    "original), sqs (a queue per Pipe), eventbridge (one event bus) or fhir (the sink: a second "
+    "function that writes them into a FHIR store; see --fhir-auth).",
+)
+@click.option(
+    "--fhir-auth",
+    default="sigv4",
+    show_default=True,
+    help="With --target fhir: sigv4 (AWS HealthLake: a HealthLakeDatastoreId parameter), secret (any "
+    "FHIR server: FhirUrl and FhirSecretArn parameters) or none (FhirUrl only).",
+)
+@click.option(
+    "--sink-timeout",
+    "sink_timeout_seconds",
+    type=int,
+    default=60,
+    show_default=True,
+    help="With --target fhir: the sink's timeout (seconds; it retries 429 and 5xx within it).",
 )
 @click.option(
     "--package",
@@ -152,6 +168,8 @@ def package(
 )
 def template(
     target: str,
+    fhir_auth: str,
+    sink_timeout_seconds: int,
     package_zip: Path | None,
     python: str | None,
     arch: str | None,
@@ -188,6 +206,8 @@ def template(
             python=python or "3.11",
             arch=arch or "x86_64",
             target=target,
+            fhir_auth=fhir_auth,
+            sink_timeout_seconds=sink_timeout_seconds,
             memory_mb=memory_mb,
             timeout_seconds=timeout_seconds,
             max_retries=max_retries,

@@ -24,6 +24,12 @@ What it declares (YAML, intrinsic functions in their long form so plain YAML too
   data key, invoke only the shared function, and send only to its target and its dead-letter queue.
 * Per table, alarms on the function's ``RecordsFailed`` metric (`fhirpipes.metrics`) and on
   messages in the dead-letter queue, notifying ``AlarmTopicArn`` when one is given.
+* With the ``fhir`` target, the sink (`fhirpipes.sink`): a second function from the same zip
+  (handler ``fhirpipes.sink.handler``) that every Pipe invokes synchronously as its target, so its
+  ``batchItemFailures`` reach the Pipe; its own log group, an error queue (undelivered events,
+  whole: the data key encrypts it), alarms on its errors and on that queue, and a role that may
+  only write its log group, send to that queue, and reach the one store: the HealthLake actions
+  on the one data store (``fhir_auth="sigv4"``), or read the one secret (``"secret"``).
 
 Several mappers on one table (single-table designs, each with a `match`) share one Pipe: a
 shard is best read by at most two consumers, and ``FHIRPIPES_PIPE_NAMES`` maps a table to one
@@ -44,7 +50,17 @@ from fhirpipes.deploy import DeployError
 from fhirpipes.deploy.package import ARCHITECTURES, HANDLER, PYTHON_VERSIONS
 from fhirpipes.mapper import Mapper
 
-TARGETS: tuple[str, ...] = ("logs", "sqs", "eventbridge")
+TARGETS: tuple[str, ...] = ("logs", "sqs", "eventbridge", "fhir")
+FHIR_AUTHS: tuple[str, ...] = ("sigv4", "secret", "none")
+"""How the sink reaches the store: HealthLake with the function role (sigv4), another FHIR server
+with a Secrets Manager secret (secret) or without authentication (none)."""
+SINK_HANDLER = "fhirpipes.sink.handler"
+HEALTHLAKE_ACTIONS = (
+    "healthlake:CreateResource",
+    "healthlake:DeleteResource",
+    "healthlake:ReadResource",
+    "healthlake:UpdateResource",
+)
 LOG_RETENTION_DAYS: tuple[int, ...] = (
     1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
 )  # fmt: skip
@@ -67,12 +83,14 @@ CHECKOV_SKIPS: dict[str, tuple[tuple[str, str], ...]] = {
         (
             "CKV_AWS_116",
             "A dead-letter queue only receives failed asynchronous invocations; a Pipe invokes the "
-            "enrichment synchronously and dead-letters failed batches in its own queue.",
+            "enrichment and the sink synchronously and dead-letters failed batches in its own queue "
+            "(the sink's undelivered events go to its error queue).",
         ),
         (
             "CKV_AWS_117",
-            "The function calls no network service (it maps the records it is given), so a VPC would "
-            "add ENIs and cold-start time and protect nothing.",
+            "The enrichment calls no network service (it maps the records it is given); the sink calls "
+            "only the FHIR store's public HTTPS endpoint (HealthLake: SigV4-signed) and AWS APIs. A VPC "
+            "would add ENIs, NAT or endpoints and cold-start time, and protect nothing TLS doesn't.",
         ),
     ),
 }
@@ -96,6 +114,10 @@ class TemplateOptions:
     max_record_age_seconds: int = 3600
     plugins: tuple[str, ...] = ()
     environment: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    fhir_auth: str = "sigv4"
+    """With the ``fhir`` target: one of `FHIR_AUTHS`."""
+    sink_timeout_seconds: int = 60
+    """With the ``fhir`` target: the sink's timeout (it retries 429s and 5xx within it)."""
 
     def check(self) -> None:
         """`DeployError` for a value CloudFormation or Lambda would refuse."""
@@ -107,6 +129,10 @@ class TemplateOptions:
             raise DeployError(f"unknown architecture {self.arch!r}: Lambda has {', '.join(ARCHITECTURES)}")
         if self.target not in TARGETS:
             raise DeployError(f"unknown target {self.target!r}: choose {', '.join(TARGETS)}")
+        if self.fhir_auth not in FHIR_AUTHS:
+            raise DeployError(f"unknown FHIR auth {self.fhir_auth!r}: choose {', '.join(FHIR_AUTHS)}")
+        if not 1 <= self.sink_timeout_seconds <= 900:
+            raise DeployError("--sink-timeout must be between 1 and 900 seconds")
         if not 128 <= self.memory_mb <= 10240:
             raise DeployError("--memory must be between 128 and 10240 MB")
         if not 1 <= self.timeout_seconds <= 900:
@@ -349,6 +375,9 @@ def build_template(mappers: Iterable[Mapper], options: TemplateOptions | None = 
         }
         outputs["TargetEventBusArn"] = {"Value": {"Fn::GetAtt": ["TargetEventBus", "Arn"]}}
 
+    if options.target == "fhir":
+        _sink(options, len(pipes), parameters, conditions, resources, outputs)
+
     for pipe in pipes:
         resources.update(_pipe_resources(pipe, options, outputs))
         resources.update(_alarms(pipe, outputs))
@@ -391,6 +420,11 @@ def _pipe_resources(pipe: TablePipe, options: TemplateOptions, outputs: dict[str
         target_arn = {"Fn::GetAtt": [queue, "Arn"]}
         target_statement = _allow("SendToTarget", ["sqs:SendMessage"], target_arn)
         outputs[f"{pipe.logical}TargetQueueUrl"] = {"Value": {"Ref": queue}}
+    elif options.target == "fhir":
+        target_arn = {"Fn::GetAtt": ["SinkFunction", "Arn"]}
+        target_statement = _allow("InvokeSink", ["lambda:InvokeFunction"], target_arn)
+        # Synchronously: the sink's batchItemFailures are what the Pipe retries (the default, said).
+        target_parameters = {"LambdaFunctionParameters": {"InvocationType": "REQUEST_RESPONSE"}}
     else:
         target_arn = {"Fn::GetAtt": ["TargetEventBus", "Arn"]}
         target_statement = _allow("SendToTarget", ["events:PutEvents"], target_arn)
@@ -464,49 +498,237 @@ def _pipe_resources(pipe: TablePipe, options: TemplateOptions, outputs: dict[str
     return resources
 
 
+_HEALTHLAKE_URL = "https://healthlake.${AWS::Region}.${AWS::URLSuffix}/datastore/${HealthLakeDatastoreId}/r4/"
+_HEALTHLAKE_ARN = "arn:${AWS::Partition}:healthlake:${AWS::Region}:${AWS::AccountId}:datastore/fhir/${HealthLakeDatastoreId}"
+_SECRET_ARN = r"arn:aws[a-z\-]*:secretsmanager:[a-z0-9\-]+:[0-9]{12}:secret:[A-Za-z0-9/_+=.@\-]+"
+
+
+def _sink(
+    options: TemplateOptions,
+    tables: int,
+    parameters: dict[str, Any],
+    conditions: dict[str, Any],
+    resources: dict[str, Any],
+    outputs: dict[str, Any],
+) -> None:
+    """The sink function, its log group, error queue, role, parameters and alarms (``fhir`` target)."""
+    store: list[Any]
+    if options.fhir_auth == "sigv4":
+        parameters["HealthLakeDatastoreId"] = {
+            "Type": "String",
+            "AllowedPattern": "[0-9a-f]{32}",
+            "Description": "ID of the HealthLake data store (in this stack's account and region).",
+        }
+        url: Any = {"Fn::Sub": _HEALTHLAKE_URL}
+        parameters["HealthLakeKmsKeyArn"] = {
+            "Type": "String",
+            "Default": "",
+            "AllowedPattern": f"({_KMS_KEY_ARN})?",
+            "Description": "ARN of the data store's customer managed KMS key, if it has one.",
+        }
+        conditions["HealthLakeHasKmsKey"] = {
+            "Fn::Not": [{"Fn::Equals": [{"Ref": "HealthLakeKmsKeyArn"}, ""]}]
+        }
+        store = [
+            _allow("UseOwnDatastore", HEALTHLAKE_ACTIONS, {"Fn::Sub": _HEALTHLAKE_ARN}),
+            # HealthLake uses a data store's own key as the caller: writes generate, reads decrypt.
+            {
+                "Fn::If": [
+                    "HealthLakeHasKmsKey",
+                    _allow(
+                        "UseDatastoreKey",
+                        ["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"],
+                        {"Ref": "HealthLakeKmsKeyArn"},
+                    ),
+                    {"Ref": "AWS::NoValue"},
+                ]
+            },
+        ]
+        outputs["HealthLakeDatastoreArn"] = {"Value": {"Fn::Sub": _HEALTHLAKE_ARN}}
+    else:
+        parameters["FhirUrl"] = {
+            "Type": "String",
+            "AllowedPattern": r"https://[^\s]+" if options.fhir_auth == "secret" else r"https?://[^\s]+",
+            "Description": "Base URL of the FHIR R4 server the sink writes to.",
+        }
+        url = {"Ref": "FhirUrl"}
+        store = []
+    auth: Any = options.fhir_auth
+    if options.fhir_auth == "secret":
+        parameters["FhirSecretArn"] = {
+            "Type": "String",
+            "AllowedPattern": _SECRET_ARN,
+            "Description": 'ARN of the Secrets Manager secret: a bearer token, JSON {"token": ...}, or '
+            "OAuth client credentials (see the README).",
+        }
+        parameters["FhirSecretKmsKeyArn"] = {
+            "Type": "String",
+            "Default": "",
+            "AllowedPattern": f"({_KMS_KEY_ARN})?",
+            "Description": "ARN of the customer managed KMS key of the secret, if it has one.",
+        }
+        conditions["FhirSecretHasKmsKey"] = {
+            "Fn::Not": [{"Fn::Equals": [{"Ref": "FhirSecretKmsKeyArn"}, ""]}]
+        }
+        auth = {"Fn::Sub": "secret:${FhirSecretArn}"}
+        store = [
+            _allow("ReadOwnSecret", ["secretsmanager:GetSecretValue"], {"Ref": "FhirSecretArn"}),
+            {
+                "Fn::If": [
+                    "FhirSecretHasKmsKey",
+                    _allow("DecryptOwnSecret", ["kms:Decrypt"], {"Ref": "FhirSecretKmsKeyArn"}),
+                    {"Ref": "AWS::NoValue"},
+                ]
+            },
+        ]
+    parameters["FhirBundleSize"] = {
+        "Type": "Number",
+        "Default": 1,
+        "MinValue": 1,
+        "Description": "Above 1: the sink writes in batch Bundles of up to that many entries "
+        "(HealthLake takes at most 160); 1: one request per read or write.",
+    }
+    parameters["SinkReservedConcurrency"] = {
+        "Type": "Number",
+        "Default": RESERVED_CONCURRENCY_PER_TABLE * tables,
+        "MinValue": -1,
+        "Description": "Concurrent executions reserved for the sink (a Pipe runs one per open shard). "
+        "-1: no reservation. Never 0: that stops the sink.",
+    }
+    conditions["ReserveSinkConcurrency"] = {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "SinkReservedConcurrency"}, -1]}]
+    }
+
+    resources["SinkLogGroup"] = _log_group()
+    resources["SinkErrorQueue"] = _queue()
+    queue_arn = {"Fn::GetAtt": ["SinkErrorQueue", "Arn"]}
+    resources["SinkRole"] = {
+        "Type": "AWS::IAM::Role",
+        "Properties": {
+            "Description": "fhirpipes sink: its log group, its error queue and the one FHIR store.",
+            "AssumeRolePolicyDocument": _assume("lambda.amazonaws.com"),
+            "Policies": [
+                {
+                    "PolicyName": "sink",
+                    "PolicyDocument": _policy(
+                        [
+                            _allow(
+                                "WriteOwnLogs",
+                                ["logs:CreateLogStream", "logs:PutLogEvents"],
+                                {"Fn::GetAtt": ["SinkLogGroup", "Arn"]},
+                            ),
+                            # The environment, and the error queue (SQS encrypts with it as the sender).
+                            _allow("UseDataKey", ["kms:Decrypt", "kms:GenerateDataKey"], _DATA_KEY),
+                            _allow("SendToErrorQueue", ["sqs:SendMessage"], queue_arn),
+                            *store,
+                        ]
+                    ),
+                }
+            ],
+        },
+    }
+    resources["SinkFunction"] = {
+        "Type": "AWS::Lambda::Function",
+        "Properties": {
+            "Description": "fhirpipes: delivers the Pipes' FHIR events into the FHIR store, as their target.",
+            "Runtime": f"python{options.python}",
+            "Architectures": [options.arch],
+            "Handler": SINK_HANDLER,
+            "Code": {"S3Bucket": {"Ref": "CodeS3Bucket"}, "S3Key": {"Ref": "CodeS3Key"}},
+            "MemorySize": options.memory_mb,
+            "Timeout": options.sink_timeout_seconds,
+            "Role": {"Fn::GetAtt": ["SinkRole", "Arn"]},
+            "LoggingConfig": {"LogGroup": {"Ref": "SinkLogGroup"}},
+            "Environment": {
+                "Variables": {
+                    "FHIRPIPES_FHIR_URL": url,
+                    "FHIRPIPES_FHIR_AUTH": auth,
+                    "FHIRPIPES_FHIR_BUNDLE_SIZE": {"Ref": "FhirBundleSize"},
+                    "FHIRPIPES_SINK_ERROR_QUEUE": {"Ref": "SinkErrorQueue"},
+                    "FHIRPIPES_LOG_LEVEL": {"Ref": "LogLevel"},
+                }
+            },
+            "KmsKeyArn": _DATA_KEY,
+            "ReservedConcurrentExecutions": {
+                "Fn::If": [
+                    "ReserveSinkConcurrency",
+                    {"Ref": "SinkReservedConcurrency"},
+                    {"Ref": "AWS::NoValue"},
+                ]
+            },
+        },
+    }
+    outputs["SinkFunctionArn"] = {"Value": {"Fn::GetAtt": ["SinkFunction", "Arn"]}}
+    outputs["SinkLogGroupName"] = {"Value": {"Ref": "SinkLogGroup"}}
+    outputs["SinkErrorQueueUrl"] = {"Value": {"Ref": "SinkErrorQueue"}}
+    errors = _alarm(
+        "fhirpipes: the sink failed invocations (a setting, the store's auth, or a timeout); the Pipe "
+        "retries those batches, then dead-letters them. Its log says why.",
+        "AWS/Lambda",
+        "Errors",
+        [{"Name": "FunctionName", "Value": {"Ref": "SinkFunction"}}],
+        "Sum",
+    )
+    undelivered = _alarm(
+        "fhirpipes: events the FHIR store did not get (error events, resources the server refused) are "
+        "in the sink's error queue; its log says which and why.",
+        "AWS/SQS",
+        "ApproximateNumberOfMessagesVisible",
+        [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["SinkErrorQueue", "QueueName"]}}],
+        "Maximum",
+    )
+    resources["SinkErrorsAlarm"] = errors
+    resources["SinkUndeliveredAlarm"] = undelivered
+    outputs["SinkErrorsAlarmName"] = {"Value": {"Ref": "SinkErrorsAlarm"}}
+    outputs["SinkUndeliveredAlarmName"] = {"Value": {"Ref": "SinkUndeliveredAlarm"}}
+
+
+def _alarm(
+    description: str, namespace: str, metric: str, dimensions: list[Any], statistic: str
+) -> dict[str, Any]:
+    """An alarm on any of ``metric`` in a period, notifying ``AlarmTopicArn`` when one is given."""
+    return {
+        "Type": "AWS::CloudWatch::Alarm",
+        "Properties": {
+            "AlarmDescription": description,
+            "Namespace": namespace,
+            "MetricName": metric,
+            "Dimensions": dimensions,
+            "Statistic": statistic,
+            "Period": ALARM_PERIOD_SECONDS,
+            "EvaluationPeriods": 1,
+            "Threshold": 0,
+            "ComparisonOperator": "GreaterThanThreshold",
+            "TreatMissingData": "notBreaching",
+            "AlarmActions": {
+                "Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]
+            },
+        },
+    }
+
+
 def _alarms(pipe: TablePipe, outputs: dict[str, Any]) -> dict[str, Any]:
     """The table's alarms: records the function failed to map, and batches the Pipe dead-lettered."""
-    actions = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
-    common = {
-        "Statistic": "Sum",
-        "Period": ALARM_PERIOD_SECONDS,
-        "EvaluationPeriods": 1,
-        "Threshold": 0,
-        "ComparisonOperator": "GreaterThanThreshold",
-        "TreatMissingData": "notBreaching",
-        "AlarmActions": actions,
-    }
     failed, dead = f"{pipe.logical}FailedRecordsAlarm", f"{pipe.logical}DeadLetterAlarm"
     outputs[f"{failed}Name"] = {"Value": {"Ref": failed}}
     outputs[f"{dead}Name"] = {"Value": {"Ref": dead}}
     return {
-        failed: {
-            "Type": "AWS::CloudWatch::Alarm",
-            "Properties": {
-                "AlarmDescription": f"fhirpipes: records of table {pipe.table} failed to map (error events, "
-                "or failed batches with OnError=raise); the function's log says which and why.",
-                "Namespace": metrics.NAMESPACE,
-                "MetricName": metrics.RECORDS_FAILED,
-                "Dimensions": [{"Name": metrics.TABLE_DIMENSION, "Value": pipe.table}],
-                **common,
-            },
-        },
-        dead: {
-            "Type": "AWS::CloudWatch::Alarm",
-            "Properties": {
-                "AlarmDescription": f"fhirpipes: the Pipe of table {pipe.table} dead-lettered a batch "
-                "(its records were not delivered; the message says where they are in the stream).",
-                "Namespace": "AWS/SQS",
-                "MetricName": "ApproximateNumberOfMessagesVisible",
-                "Dimensions": [
-                    {
-                        "Name": "QueueName",
-                        "Value": {"Fn::GetAtt": [f"{pipe.logical}DeadLetterQueue", "QueueName"]},
-                    }
-                ],
-                **{**common, "Statistic": "Maximum"},
-            },
-        },
+        failed: _alarm(
+            f"fhirpipes: records of table {pipe.table} failed to map (error events, "
+            "or failed batches with OnError=raise); the function's log says which and why.",
+            metrics.NAMESPACE,
+            metrics.RECORDS_FAILED,
+            [{"Name": metrics.TABLE_DIMENSION, "Value": pipe.table}],
+            "Sum",
+        ),
+        dead: _alarm(
+            f"fhirpipes: the Pipe of table {pipe.table} dead-lettered a batch "
+            "(its records were not delivered; the message says where they are in the stream).",
+            "AWS/SQS",
+            "ApproximateNumberOfMessagesVisible",
+            [{"Name": "QueueName", "Value": {"Fn::GetAtt": [f"{pipe.logical}DeadLetterQueue", "QueueName"]}}],
+            "Maximum",
+        ),
     }
 
 
