@@ -142,7 +142,7 @@ def check_envelope(event: Any) -> None:
     entity = details["entity"]
     assert event["eventType"] == f"{entity['resourceType']}Change"
     if command == "DELETE":
-        assert entity.keys() == {"resourceType", "id"}
+        assert entity.keys() == {"resourceType", "id", "meta"}  # meta: its lineage, as a PUT's
 
 
 def check_one_event_per_record(records: list[Any], events: list[dict[str, Any]]) -> None:
