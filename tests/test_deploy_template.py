@@ -771,3 +771,16 @@ def test_the_cli_emits_the_sink_for_healthlake_or_a_secret() -> None:
     result = CliRunner().invoke(main, ["template", "--target", "fhir", "--fhir-auth", "secret"])
     assert result.exit_code == 0, result.output
     assert {"FhirUrl", "FhirSecretArn"} <= set(yaml.safe_load(result.output)["Parameters"])
+
+
+def test_for_healthlake_the_enrichment_checks_its_mappers_against_r4(registry_mappers: list[Mapper]) -> None:
+    def variables(options: TemplateOptions) -> dict[str, Any]:
+        template = build_template(registry_mappers, options)
+        found: dict[str, Any] = template["Resources"]["EnrichmentFunction"]["Properties"]["Environment"][
+            "Variables"
+        ]
+        return found
+
+    assert variables(TemplateOptions(target="fhir"))["FHIRPIPES_FHIR_STORE_VERSION"] == "R4"
+    assert "FHIRPIPES_FHIR_STORE_VERSION" not in variables(TemplateOptions(target="fhir", fhir_auth="secret"))
+    assert "FHIRPIPES_FHIR_STORE_VERSION" not in variables(TemplateOptions(target="logs"))

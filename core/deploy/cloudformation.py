@@ -345,6 +345,9 @@ def build_template(mappers: Iterable[Mapper], options: TemplateOptions | None = 
     }
     if options.plugins:
         environment["FHIRPIPES_PLUGINS"] = ",".join(sorted(options.plugins))
+    if options.target == "fhir" and options.fhir_auth == "sigv4":
+        # HealthLake speaks R4: a mapper whose output R4 may refuse fails the cold start, not the store.
+        environment["FHIRPIPES_FHIR_STORE_VERSION"] = "R4"
     environment.update(sorted(options.environment.items()))
     resources["EnrichmentFunction"] = {
         "Type": "AWS::Lambda::Function",
