@@ -28,7 +28,14 @@ from fhirpipes.logs import logger
 from fhirpipes.mapper import Mapper
 from fhirpipes.plugins import Registry
 from fhirpipes.records import StreamRecord, identify, parse_record, records_of, table_from_arn
-from fhirpipes.resource import base_context, finish, resource_id, resource_value, stamp_lineage
+from fhirpipes.resource import (
+    base_context,
+    finish,
+    resource_id,
+    resource_value,
+    source_version,
+    stamp_lineage,
+)
 from fhirpipes.response import response_size, within
 from fhirpipes.settings import Settings
 from fhirpipes.storeversion import check_store_version
@@ -196,7 +203,9 @@ class Dispatcher:
             raise
         # With its lineage, as a PUT's: the sink's stale-write guard orders a DELETE by it too.
         entity = stamp_lineage(
-            {"resourceType": mapper.resource_type, "id": resource_id(record, value)}, record
+            {"resourceType": mapper.resource_type, "id": resource_id(record, value)},
+            record,
+            source_version(mapper, record),
         )
         return envelope(mapper, record.event_id, "DELETE", entity=entity)
 

@@ -33,6 +33,11 @@ MatchHook = Callable[["StreamRecord"], bool]
 """Says whether this mapper takes a record of its table (single-table designs)."""
 
 
+VERSION_EXTENSION = "urn:fhirpipes:source-version"
+"""``meta.extension`` url of the version an item declares (`Mapper.version_attribute`); the FHIR store
+sink orders a resource's states by it before their stream position."""
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class KeyPrefix:
     """A `match` for single-table designs: the key ``attribute`` is a string starting with ``prefix``.
@@ -129,6 +134,10 @@ class Mapper:
         pipe: what the mapper's Pipe needs (filters, batch size, starting position).
         samples: sample items (plain items, as the table holds them) the conformance kit maps;
             `SampleFile` keeps them as package data, read only when the kit asks.
+        version_attribute: an item attribute whose value orders the item's states (a number such
+            as ``version``, or ISO text such as ``updatedAt``): stamped in ``meta.extension``
+            (``urn:fhirpipes:source-version``), the FHIR store sink compares it before the stream
+            position, so a backfill or a second stream can't roll a resource back either.
     """
 
     table: str
@@ -143,6 +152,7 @@ class Mapper:
     source: str | None = None
     pipe: PipeSpec = dataclasses.field(default_factory=PipeSpec)
     samples: Sequence[Mapping[str, Any]] = ()
+    version_attribute: str | None = None
 
     def __post_init__(self) -> None:
         if not self.table or not isinstance(self.table, str):

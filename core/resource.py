@@ -10,6 +10,7 @@ import functools
 import importlib
 import importlib.util
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +19,7 @@ from fhirpipes.conversions import uuid5
 from fhirpipes.engine.runtime import Limits
 from fhirpipes.engine.values import to_json
 from fhirpipes.errors import ErrorCode, InvalidResourceError, PluginError
-from fhirpipes.mapper import Mapper
+from fhirpipes.mapper import VERSION_EXTENSION, Mapper
 from fhirpipes.records import StreamRecord
 
 if TYPE_CHECKING:
@@ -114,18 +115,47 @@ def resource_value(
     return resource
 
 
-def finish(mapper: Mapper, record: StreamRecord, value: Mapping[str, Any]) -> dict[str, Any]:
-    """The validated resource of a template's value, with its id and lineage (``value`` is not changed)."""
+def finish(
+    mapper: Mapper, record: StreamRecord, value: Mapping[str, Any], image: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The validated resource of a template's value, with its id and lineage (``value`` is not changed);
+    ``image`` is the item whose `Mapper.version_attribute` gives the source version (default ``new``)."""
     resource = dict(value) if "id" in value else {**value, "id": default_id(record.table, record.keys)}
-    return stamp_lineage(validate(mapper, resource), record)
+    return stamp_lineage(validate(mapper, resource), record, source_version(mapper, record, image))
 
 
-def stamp_lineage(entity: dict[str, Any], record: StreamRecord) -> dict[str, Any]:
+def source_version(
+    mapper: Mapper, record: StreamRecord, image: Mapping[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """The ``meta.extension`` carrying the item's declared version, or None (no attribute declared or held)."""
+    attribute = mapper.version_attribute
+    if attribute is None:
+        return None
+    item = image if image is not None else (record.new if record.new is not None else record.old)
+    found = None if item is None else item.get(attribute)
+    if found is None:
+        return None
+    if isinstance(found, Decimal) and found.is_finite():
+        # valueDecimal, not valueInteger: a version in milliseconds is beyond FHIR's 32-bit integer.
+        number = int(found) if found == found.to_integral_value() else float(found)
+        return {"url": VERSION_EXTENSION, "valueDecimal": number}
+    if isinstance(found, str) and found.strip():
+        return {"url": VERSION_EXTENSION, "valueString": found}
+    raise InvalidResourceError(
+        f"the version attribute {attribute!r} must hold a number or a string",
+        path=f"dynamodb.NewImage.{attribute}",
+        code=ErrorCode.INVALID_RESOURCE,
+    )
+
+
+def stamp_lineage(
+    entity: dict[str, Any], record: StreamRecord, version: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Record in ``meta`` which table and stream change the validated resource comes from.
 
     Done after validation, on the JSON value: a uri and a Coding of fixed shape can't make a
     resource invalid, and validating them per record would cost a Meta and a Coding model.
-    ``meta`` keeps its FHIR place, right after ``id``.
+    ``meta`` keeps its FHIR place, right after ``id``. ``version``: the `source_version` extension.
     """
     tag = {"system": LINEAGE_TAG_SYSTEM, "code": record.table}
     source = f"{record.source_arn}#{record.sequence_number}" if record.sequence_number else None
@@ -137,6 +167,8 @@ def stamp_lineage(entity: dict[str, Any], record: StreamRecord) -> dict[str, Any
         if source:
             merged["source"] = source
         meta = _meta_in_order(merged)
+    if version is not None:  # a valid Extension of fixed shape, as the tag
+        meta = _meta_in_order({**meta, "extension": [*meta.get("extension", []), version]})
     ordered = {"resourceType": entity["resourceType"], "id": entity["id"], "meta": meta}
     ordered.update((key, value) for key, value in entity.items() if key not in ordered)
     return ordered

@@ -7,13 +7,14 @@ import json
 import types
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from decimal import Decimal
 from typing import Any
 
 import pytest
 
 from fhirpipes import BatchError, Mapper, RecordError, hookimpl, logs
 from fhirpipes.dispatch import Dispatcher
-from fhirpipes.plugins import load_registry
+from fhirpipes.plugins import RegisteredMapper, Registry, load_registry
 from fhirpipes.records import StreamRecord
 from fhirpipes.settings import Settings
 from fhirpipes.testing.stream import make_record, stream_arn
@@ -424,3 +425,32 @@ def test_a_resource_type_the_fhir_version_lacks_fails_at_startup() -> None:
         dispatcher(mapper)
     r5 = Mapper(table="Raw", resource_type="ActorDefinition", template="t.j2", fhir_version="R5")
     assert dispatcher(r5).registry.tables == ["Raw"]
+
+
+def test_a_declared_version_attribute_is_stamped_for_the_fhir_store_sink() -> None:
+    import dataclasses
+
+    from fhirpipes.mapper import VERSION_EXTENSION
+    from fhirpipes_patient import PATIENT
+
+    versioned = dataclasses.replace(PATIENT, version_attribute="version")
+    versioned_dispatcher = Dispatcher(Registry([RegisteredMapper("test", versioned)]))
+    item = {**ORIGINAL_ITEM, "version": Decimal("1733097600123")}  # milliseconds: beyond 32 bits
+    newer = {**item, "version": Decimal("1733097600124"), "lastName": "Smyth"}
+    events = versioned_dispatcher.map_batch(
+        [
+            make_record("Patients", item),
+            make_record("Patients", {**item, "version": Decimal("1733097600124")}, item),  # only the version
+            make_record("Patients", newer, item),
+            make_record("Patients", None, newer),
+        ]
+    )
+    assert [event["details"]["command"] for event in events] == ["PUT", "PUT", "DELETE"]
+    stamped = [event["details"]["entity"]["meta"]["extension"] for event in events]
+    assert stamped == [
+        [{"url": VERSION_EXTENSION, "valueDecimal": 1733097600123}],
+        [{"url": VERSION_EXTENSION, "valueDecimal": 1733097600124}],
+        [{"url": VERSION_EXTENSION, "valueDecimal": 1733097600124}],
+    ]
+    [error] = versioned_dispatcher.map_batch([make_record("Patients", {**item, "version": True})])
+    assert error["details"]["error"]["path"] == "dynamodb.NewImage.version"

@@ -22,8 +22,7 @@ from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple
 
-VERSION_EXTENSION = "urn:fhirpipes:source-version"
-"""``meta.extension`` url of a version the mapper declares."""
+from fhirpipes.mapper import VERSION_EXTENSION  # one home: the enrichment stamps it
 
 NEWER, SAME, OLDER, UNKNOWN = "newer", "same", "older", "unknown"
 _VALUE_KEYS = ("valueInteger", "valueDecimal", "valueString", "valueDateTime", "valueInstant")
