@@ -260,7 +260,45 @@ _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x85]")
 _SPACES = re.compile("[\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]")
 # _CONTROL and _SPACES together are fhirpipes.primitives.CONTROL (a test checks)
 
+_KINDS = {str: "a string", bool: "a boolean", list: "a list", set: "a set", bytes: "binary"}
+
+
+def kind_of(value: Any) -> str:
+    """What a DynamoDB value is, in words, for error messages (a type, never the value)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
+        return "a number"
+    if isinstance(value, Mapping):
+        return "a map"
+    return next((words for kind, words in _KINDS.items() if isinstance(value, kind)), "another type")
+
+
+def as_map(value: Any, attribute: str) -> Mapping[str, Any]:
+    """``value`` if it is a map; ``{}`` if it is NULL, empty or whitespace (no value).
+
+    Anything else (a string, a number, a list, ...) raises `ConversionError` naming ``attribute``
+    (template text, never record data): an address stored as one string is not silently dropped.
+    """
+    if isinstance(value, Mapping):
+        return value
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return {}
+    raise ConversionError(f"{attribute} must be a map (DynamoDB M), not {kind_of(value)}")
+
+
+def as_list(value: Any, attribute: str) -> list[Any]:
+    """``value`` if it is a list; ``[]`` if it is NULL, empty or whitespace; else `ConversionError`."""
+    if isinstance(value, list):
+        return value
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return []
+    raise ConversionError(f"{attribute} must be a list (DynamoDB L), not {kind_of(value)}")
+
+
 FILTERS = {
+    "as_list": as_list,
+    "as_map": as_map,
     "fhir_clean": fhir_clean,
     "fhir_date": fhir_date,
     "fhir_datetime": fhir_datetime,

@@ -271,3 +271,20 @@ def test_any_format_gives_a_prefix_of_strptimes_date_or_refuses(source_format: s
         return
     assert re.fullmatch(r"\d{4}(-\d\d(-\d\d)?)?", date)
     assert datetime.datetime.strptime(value.strip(), source_format).date().isoformat().startswith(date)
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"), [("Main St 1", "a string"), (Decimal(5), "a number"), ([1], "a list")]
+)
+def test_as_map_refuses_another_shape_naming_the_attribute_not_the_value(value: Any, kind: str) -> None:
+    from fhirpipes.conversions import as_list, as_map
+
+    assert (
+        as_map(None, "address") == {} and as_map("  ", "address") == {} and as_map({"a": 1}, "x") == {"a": 1}
+    )
+    with pytest.raises(
+        ConversionError, match=f"address must be a map \\(DynamoDB M\\), not {kind}"
+    ) as caught:
+        as_map(value, "address")
+    assert "Main" not in str(caught.value)
+    assert as_list(None, "q") == [] and as_list([1], "q") == [1]

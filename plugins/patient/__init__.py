@@ -13,12 +13,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from fhirpipes import Mapper, SampleFile, hookimpl
-from fhirpipes.conversions import ConversionError
-from fhirpipes.engine import Missing
 
 if TYPE_CHECKING:
     from fhirpipes.records import StreamRecord
@@ -27,34 +24,9 @@ MRN_SYSTEM = os.environ.get("FHIRPIPES_PATIENT_MRN_SYSTEM", "urn:fhirpipes:mrn")
 BIRTH_DATE_FORMAT = os.environ.get("FHIRPIPES_PATIENT_BIRTH_DATE_FORMAT", "%m-%d-%Y")
 
 
-_KINDS = {str: "a string", bool: "a boolean", list: "a list", set: "a set", bytes: "binary"}
-
-
-def kind_of(value: Any) -> str:
-    """What a DynamoDB value is, in words, for error messages (a type, never the value)."""
-    if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
-        return "a number"
-    return next((words for kind, words in _KINDS.items() if isinstance(value, kind)), "another type")
-
-
-def as_map(value: Any, attribute: str) -> Mapping[str, Any]:
-    """``value`` if it is a map; ``{}`` if it is NULL, empty or whitespace (no value).
-
-    Anything else (a string, a number, a list, ...) raises `ConversionError` naming ``attribute``
-    (template text, never record data): an address stored as one string is not silently dropped.
-    """
-    if isinstance(value, Missing):
-        value.fail()
-    if isinstance(value, Mapping):
-        return value
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return {}
-    raise ConversionError(f"{attribute} must be a map (DynamoDB M), not {kind_of(value)}")
-
-
 def patient_context(record: StreamRecord) -> Mapping[str, Any]:
-    """The plugin's settings and its one helper, as template variables."""
-    return {"mrn_system": MRN_SYSTEM, "birth_date_format": BIRTH_DATE_FORMAT, "as_map": as_map}
+    """The plugin's settings, as template variables."""
+    return {"mrn_system": MRN_SYSTEM, "birth_date_format": BIRTH_DATE_FORMAT}
 
 
 PATIENT = Mapper(

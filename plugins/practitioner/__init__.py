@@ -23,7 +23,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from fhirpipes import Mapper, SampleFile, hookimpl
-from fhirpipes.conversions import ConversionError
+from fhirpipes.conversions import ConversionError, kind_of
 from fhirpipes.engine import Missing
 
 if TYPE_CHECKING:
@@ -97,20 +97,6 @@ def npi(value: Any) -> str | None:
     return text
 
 
-_KINDS = {str: "a string", bool: "a boolean", list: "a list", set: "a set", bytes: "binary"}
-
-
-def kind_of(value: Any) -> str:
-    """What a DynamoDB value is, in words, for error messages (a type, never the value)."""
-    if value is None:
-        return "NULL"
-    if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
-        return "a number"
-    if isinstance(value, Mapping):
-        return "a map"
-    return next((words for kind, words in _KINDS.items() if isinstance(value, kind)), "another type")
-
-
 def blank(value: Any) -> bool:
     """Whether ``value`` carries nothing: NULL, an empty or whitespace string, an empty map or list."""
     if value is None:
@@ -122,31 +108,6 @@ def blank(value: Any) -> bool:
     if isinstance(value, list | tuple | set | frozenset):
         return all(blank(member) for member in value)
     return False
-
-
-def as_map(value: Any, attribute: str) -> Mapping[str, Any]:
-    """``value`` if it is a map; ``{}`` if it is NULL, empty or whitespace (no value).
-
-    Anything else raises `ConversionError` naming ``attribute`` (template text, never data).
-    """
-    if isinstance(value, Missing):
-        value.fail()
-    if isinstance(value, Mapping):
-        return value
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return {}
-    raise ConversionError(f"{attribute} must be a map (DynamoDB M), not {kind_of(value)}")
-
-
-def as_list(value: Any, attribute: str) -> list[Any]:
-    """``value`` if it is a list; ``[]`` if it is NULL, empty or whitespace; else `ConversionError`."""
-    if isinstance(value, Missing):
-        value.fail()
-    if isinstance(value, list):
-        return value
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return []
-    raise ConversionError(f"{attribute} must be a list (DynamoDB L), not {kind_of(value)}")
 
 
 def qualification_code(qualification: Any) -> str | None:
@@ -194,8 +155,6 @@ def practitioner_context(record: StreamRecord) -> Mapping[str, Any]:
         "npi": npi,
         "npi_system": NPI_SYSTEM,
         "date_format": DATE_FORMAT,
-        "as_map": as_map,
-        "as_list": as_list,
         "qualification_code": qualification_code,
         "qualification_system": qualification_system,
     }
