@@ -198,32 +198,14 @@ def demo(brief: bool, max_seconds: float, fhir_url: str | None) -> None:
             write_changes(dynamodb, tables, click.echo)
             pipes = build_pipes(wanted, dynamodb, settings)
             if fhir_target is not None:
-                show_fhir_flow(fhir_target, wanted, pipes, dispatcher, aws, session, max_seconds)
-                click.echo(
-                    f"demo finished in {time.perf_counter() - began:.1f} s; the embedded server is stopped"
-                )
-                return
-            logs_client = aws.client("logs", session)
-            target = CloudWatchLogsTarget(logs_client, LOG_GROUP, LOG_STREAM)
-            runner = Runner(
-                dispatcher,
-                pipes,
-                streams_client=aws.client("dynamodbstreams", session),
-                target=target,
-                checkpoints=Checkpoints(None),
-                poll_seconds=0.05,
-            )
-            click.echo(f"\nrunning {', '.join(p.name for p in pipes)} -> cloudwatch:{LOG_GROUP}:{LOG_STREAM}")
-            result: RunResult = runner.run(once=True, max_seconds=max_seconds)
-            messages = read_log_events(logs_client, LOG_GROUP, LOG_STREAM)
-            click.echo(f"\n{len(messages)} FHIR events read back from the log group {LOG_GROUP}:")
-            for number, message in enumerate(messages, 1):
-                event = json.loads(message)
-                click.echo(f"[{number:>2}] {describe_event(event)}")
-                if not brief:
-                    body = event.get("details", {})
-                    shown = body.get("entity") if body.get("command") != "ERROR" else body.get("error")
-                    click.echo("     " + json.dumps(shown, indent=2).replace("\n", "\n     "))
+                result = run_pipes(fhir_target, pipes, dispatcher, aws, session, max_seconds)
+                fhir_target.close()
+                show_fhir_resources(fhir_target.url, wanted)
+            else:
+                logs_client = aws.client("logs", session)
+                target = CloudWatchLogsTarget(logs_client, LOG_GROUP, LOG_STREAM)
+                result = run_pipes(target, pipes, dispatcher, aws, session, max_seconds)
+                show_log_events(read_log_events(logs_client, LOG_GROUP, LOG_STREAM), brief)
             click.echo("")
             report(result, err=False)
     except FhirpipesError as exc:
@@ -235,18 +217,10 @@ def demo(brief: bool, max_seconds: float, fhir_url: str | None) -> None:
     click.echo(f"demo finished in {time.perf_counter() - began:.1f} s; the embedded server is stopped")
 
 
-def show_fhir_flow(
-    target: Any,
-    mappers: list[Any],
-    pipes: list[Any],
-    dispatcher: Any,
-    aws: Any,
-    session: Any,
-    max_seconds: float,
-) -> None:
-    """Run the demo's Pipes into a FHIR server, then list what the server holds of each resource type."""
-    import urllib.request
-
+def run_pipes(
+    target: Any, pipes: list[Any], dispatcher: Any, aws: Any, session: Any, max_seconds: float
+) -> RunResult:
+    """The demo's Pipes, run until their streams are read to the end (or ``max_seconds``)."""
     runner = Runner(
         dispatcher,
         pipes,
@@ -256,9 +230,25 @@ def show_fhir_flow(
         poll_seconds=0.05,
     )
     click.echo(f"\nrunning {', '.join(p.name for p in pipes)} -> {target.name}")
-    result: RunResult = runner.run(once=True, max_seconds=max_seconds)
-    target.close()
-    base = target.url.rstrip("/")
+    return runner.run(once=True, max_seconds=max_seconds)
+
+
+def show_log_events(messages: list[str], brief: bool) -> None:
+    click.echo(f"\n{len(messages)} FHIR events read back from the log group {LOG_GROUP}:")
+    for number, message in enumerate(messages, 1):
+        event = json.loads(message)
+        click.echo(f"[{number:>2}] {describe_event(event)}")
+        if not brief:
+            body = event.get("details", {})
+            shown = body.get("entity") if body.get("command") != "ERROR" else body.get("error")
+            click.echo("     " + json.dumps(shown, indent=2).replace("\n", "\n     "))
+
+
+def show_fhir_resources(url: str, mappers: list[Any]) -> None:
+    """List what the FHIR server holds of each resource type the demo's mappers write."""
+    import urllib.request
+
+    base = url.rstrip("/")
     for resource_type in sorted({mapper.resource_type for mapper in mappers}):
         query = f"{base}/{resource_type}?_count=100"
         try:
@@ -272,5 +262,3 @@ def show_fhir_flow(
         for resource in found:
             version = resource.get("meta", {}).get("versionId", "?")
             click.echo(f"  {resource_type}/{resource.get('id')}  version {version}")
-    click.echo("")
-    report(result, err=False)
