@@ -17,19 +17,24 @@ SERVER = Path(__file__).resolve().parent / "fhir_server"
 START_TIMEOUT = 30.0
 
 
-@contextmanager
-def medplum() -> Iterator[str]:
-    """The server's FHIR base URL for the block (skips the test if node or the packages are missing)."""
+def node_command(script: str) -> list[str]:
+    """How to run one of tests/fhir_server's scripts (skips the test if node or the packages are missing)."""
     node = shutil.which("node")
     if node is None:
         pytest.skip("node is not installed")
     if not (SERVER / "node_modules" / ".installed").is_file():
-        pytest.skip("the test FHIR server is not installed: run `make fhir-server`")
+        pytest.skip("Medplum's packages are not installed: run `make fhir-server`")
     version = subprocess.run([node, "--version"], capture_output=True, text=True, check=True).stdout
     # Medplum's core uses the global WebSocket: a flag on Node 20-21, built in from 22.
     flags = ["--experimental-websocket"] if int(version.lstrip("v").split(".")[0]) < 22 else []
+    return [node, *flags, str(SERVER / script)]
+
+
+@contextmanager
+def medplum() -> Iterator[str]:
+    """The server's FHIR base URL for the block (skips the test if node or the packages are missing)."""
     process = subprocess.Popen(
-        [node, *flags, str(SERVER / "server.mjs"), "0"],
+        [*node_command("server.mjs"), "0"],
         cwd=SERVER,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -64,15 +69,8 @@ class MedplumValidator:
     resources: a validator that shares no code with fhir.resources (tests/fhir_server/validate.mjs)."""
 
     def __init__(self) -> None:
-        node = shutil.which("node")
-        if node is None:
-            pytest.skip("node is not installed")
-        if not (SERVER / "node_modules" / ".installed").is_file():
-            pytest.skip("Medplum's packages are not installed: run `make fhir-server`")
-        version = subprocess.run([node, "--version"], capture_output=True, text=True, check=True).stdout
-        flags = ["--experimental-websocket"] if int(version.lstrip("v").split(".")[0]) < 22 else []
         self.process = subprocess.Popen(
-            [node, *flags, str(SERVER / "validate.mjs")],
+            node_command("validate.mjs"),
             cwd=SERVER,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
