@@ -132,6 +132,7 @@ def source_version(
     if attribute is None:
         return None
     item = image if image is not None else (record.new if record.new is not None else record.old)
+    where = "dynamodb.OldImage" if item is record.old and item is not record.new else "dynamodb.NewImage"
     found = None if item is None else item.get(attribute)
     if found is None:
         return None
@@ -143,7 +144,7 @@ def source_version(
         return {"url": VERSION_EXTENSION, "valueString": found}
     raise InvalidResourceError(
         f"the version attribute {attribute!r} must hold a number or a string",
-        path=f"dynamodb.NewImage.{attribute}",
+        path=f"{where}.{attribute}",
         code=ErrorCode.INVALID_RESOURCE,
     )
 
