@@ -297,3 +297,8 @@ def test_the_engine_reaches_no_module_above_it() -> None:
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     for above in ("fhirpipes.plugins", "fhirpipes.resource", "fhirpipes.dispatch", "fhirpipes.handler"):
         assert f"'{above}'" not in loaded
+
+
+def test_a_refused_computed_attribute_name_is_not_quoted() -> None:
+    error = refusal("{{ 'text'[new.key] }}", new={"key": "__MRN-0042__"})
+    assert error.code == "unsafe-template" and "MRN-0042" not in str(error)

@@ -350,7 +350,11 @@ def getitem(obj: Any, key: Any) -> Any:
     if type(obj) is Missing:
         obj.fail()
     if isinstance(key, str) and not isinstance(obj, Mapping):
-        return _attribute(obj, key)
+        try:
+            return _attribute(obj, key)
+        except UnsafeError:
+            pass  # raised below, without the name: the key may be a record's value
+        raise UnsafeError("access to an attribute by a computed name is unsafe")
     if type(key) is slice:
         result = obj[key]
         return _charged(result)
