@@ -363,6 +363,32 @@ def test_an_export_in_s3_reads_as_the_local_one(aws: AwsConfig, tmp_path: Path) 
         list(read_items(export_spec(base, aws=aws), missing))
 
 
+def read_partition(spec: SourceSpec, partition: Partition) -> list[str]:
+    """A pool worker's share: only the spec and the partition travel (pickled)."""
+    return [item["id"]["S"] for _, item in read_items(spec, partition)]
+
+
+@pytest.mark.slow
+def test_workers_reopen_an_s3_export_from_the_spec_alone(aws: AwsConfig, tmp_path: Path) -> None:
+    import concurrent.futures
+    import multiprocessing
+
+    items = patient_items(40, seed=5)
+    folder = write_export(tmp_path, items, files=4, prefix="pooled")
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket="pooled-exports")
+    upload_export(s3, "pooled-exports", folder, tmp_path)
+    spec = export_spec("s3://pooled-exports/pooled", aws=aws)
+    _, partitions = describe(spec)  # this process's clients exist now; forked workers must not share them
+    for context in ("fork", "spawn"):
+        with concurrent.futures.ProcessPoolExecutor(
+            2, mp_context=multiprocessing.get_context(context)
+        ) as pool:
+            shares = list(pool.map(read_partition, [spec] * len(partitions), partitions))
+        assert shares == [read_partition(spec, partition) for partition in partitions]
+        assert sorted(sum(shares, [])) == sorted(item["id"]["S"] for item in items)
+
+
 @pytest.mark.slow
 def test_motos_own_export_is_started_described_and_read(aws: AwsConfig) -> None:
     items = [*patient_items(30, seed=7), every_type_item()]
