@@ -386,7 +386,7 @@ def test_workers_reopen_an_s3_export_from_the_spec_alone(aws: AwsConfig, tmp_pat
         ) as pool:
             shares = list(pool.map(read_partition, [spec] * len(partitions), partitions))
         assert shares == [read_partition(spec, partition) for partition in partitions]
-        assert sorted(sum(shares, [])) == sorted(item["id"]["S"] for item in items)
+        assert sorted(i for share in shares for i in share) == sorted(item["id"]["S"] for item in items)
 
 
 @pytest.mark.slow
