@@ -110,10 +110,12 @@ def test_an_export_is_described_from_its_manifests_in_their_order(tmp_path: Path
     assert sorted(item_ids(read_all(export_spec(folder), partitions))) == sorted(i["id"]["S"] for i in items)
 
 
-@pytest.mark.parametrize("form", ["folder", "folder/", "containing", "containing/"])
+@pytest.mark.parametrize("form", ["folder", "folder/", "containing", "containing/", "AWSDynamoDB"])
 def test_the_export_folder_is_found_from_each_form(tmp_path: Path, form: str) -> None:
     folder = write_export(tmp_path, patient_items(3))
-    location = str(folder if form.startswith("folder") else tmp_path / "exports")
+    location = str(
+        {"folder": folder, "containing": tmp_path / "exports", "AWSDynamoDB": folder.parent}[form.rstrip("/")]
+    )
     snapshot, partitions = describe(export_spec(location + ("/" if form.endswith("/") else "")))
     assert snapshot.export_id == EXPORT_ID and len(partitions) == 3
 

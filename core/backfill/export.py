@@ -50,12 +50,13 @@ def describe(spec: SourceSpec) -> tuple[Snapshot, list[Partition]]:
 
 
 def locate(given: Folder) -> Folder:
-    """The export folder: ``given`` itself, or the one export under ``given/AWSDynamoDB/``."""
+    """The export folder: ``given`` itself, or the one export under ``given/AWSDynamoDB/`` (or under
+    ``given`` when it is the ``AWSDynamoDB`` folder)."""
     folders, files = given.entries()
     if SUMMARY in files or DATA in folders:
         return given
-    if EXPORTS in folders:
-        exports = given.child(EXPORTS)
+    if EXPORTS in folders or given.name == EXPORTS:
+        exports = given.child(EXPORTS) if EXPORTS in folders else given
         ids = exports.entries()[0]
         if len(ids) == 1:
             return locate_export(exports.child(ids[0]))
