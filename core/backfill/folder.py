@@ -1,4 +1,4 @@
-"""A folder that output and state go to: a local directory, or an S3 prefix (``s3://bucket/prefix``).
+"""A folder that a backfill's output and state go to: a local directory, or an S3 prefix (``s3://bucket/prefix``).
 
 Every write is whole or absent: a local file is written beside its name and renamed into place
 (`os.replace` is atomic), an S3 object is one PUT. So a backfill killed at any point leaves
@@ -8,7 +8,6 @@ writes the same bytes under the same name: nothing is ever there twice.
 
 from __future__ import annotations
 
-import functools
 import os
 import tempfile
 from pathlib import Path
@@ -118,10 +117,6 @@ class Folder:
             self._s3().delete_object(Bucket=self._bucket, Key=self._prefix + name)
 
     def _s3(self) -> Any:
-        return _client(self._aws)
+        from fhirpipes.backfill.sources import aws_client  # one client per process (boto3: lazily)
 
-
-@functools.cache
-def _client(aws: AwsConfig) -> Any:
-    # One S3 client per process (a worker of the pool, a Spark executor): clients are thread-safe.
-    return aws.client("s3")
+        return aws_client(self._aws, "s3")
