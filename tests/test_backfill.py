@@ -148,12 +148,13 @@ def test_single_table_designs_map_by_match_and_skip_what_no_pipe_passes(
     from fhirpipes.mapper import KeyPrefix
     from fhirpipes.plugins import load_registry
     from fhirpipes.testing.stream import attribute_values
-
     from fhirpipes_patient import PATIENT
     from fhirpipes_practitioner import PRACTITIONER
 
     patients = dataclasses.replace(PATIENT, table="Clinic", match=KeyPrefix(attribute="id", prefix="PAT-"))
-    doctors = dataclasses.replace(PRACTITIONER, table="Clinic", match=KeyPrefix(attribute="id", prefix="DOC-"))
+    doctors = dataclasses.replace(
+        PRACTITIONER, table="Clinic", match=KeyPrefix(attribute="id", prefix="DOC-")
+    )
 
     @hookimpl
     def register_mappers(register: Any) -> None:
@@ -245,13 +246,15 @@ def test_a_rerun_after_sigkill_continues_and_writes_nothing_twice(
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and process.poll() is None:
         if len(list(state.glob("partition-*.json"))) >= kill_after_markers and (
-            kill_after_markers or (out / ".tmp").exists()
+            kill_after_markers or (state / ".tmp").exists()
         ):
             break
         time.sleep(0.005)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert process.returncode == -signal.SIGKILL, "the backfill ended before the kill: the test tested nothing"
+    assert process.returncode == -signal.SIGKILL, (
+        "the backfill ended before the kill: the test tested nothing"
+    )
     assert len(list(state.glob("partition-*.json"))) < 5
     rerun = subprocess.run(command, capture_output=True, text=True, check=False)
     assert rerun.returncode == 0, rerun.stderr

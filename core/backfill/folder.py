@@ -9,6 +9,7 @@ writes the same bytes under the same name: nothing is ever there twice.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,11 @@ class Folder:
         """Where ``name`` is, as a user would look for it (a path or an ``s3://`` URL)."""
         return str(self.path(name)) if self._root is not None else f"s3://{self._bucket}/{self._prefix}{name}"
 
+    def clear_scratch(self) -> None:
+        """Remove what killed runs left in the scratch space (call before any worker starts)."""
+        if self._root is not None:
+            shutil.rmtree(self._root / ".tmp", ignore_errors=True)
+
     def scratch(self) -> tempfile.TemporaryDirectory[str]:
         """A temporary directory to build files in: inside the folder when local (so `put_file` is a rename)."""
         if self._root is not None:
@@ -59,7 +65,12 @@ class Folder:
         if self._root is not None:
             target = self.path(name)
             target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(source, target)
+            try:
+                os.replace(source, target)
+            except OSError:  # another file system (the state folder elsewhere): copy beside, then rename
+                partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+                shutil.copyfile(source, partial)
+                os.replace(partial, target)
         else:
             self._s3().upload_file(str(source), self._bucket, self._prefix + name)
 
