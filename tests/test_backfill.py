@@ -164,7 +164,8 @@ def test_single_table_designs_map_by_match_and_skip_what_no_pipe_passes(
     import types
 
     registry = load_registry(modules={"clinic": types.SimpleNamespace(register_mappers=register_mappers)})
-    filters = [mapper.pipe_filters() for mapper in registry.mappers]
+    filters = work.PipeFilters([mapper.pipe_filters() for mapper in registry.mappers])
+    assert not filters.pass_all
     monkeypatch.setattr(work, "_mapping", lambda job: (Dispatcher(registry), filters))
     items = [
         attribute_values({"id": "PAT-1", "firstName": "A", "lastName": "B"}),
