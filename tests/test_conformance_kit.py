@@ -17,7 +17,6 @@ from click.testing import CliRunner
 from fhirpipes.mapper import Mapper, PipeSpec
 from fhirpipes.resource import model_class
 from fhirpipes.testing import MapperConformanceTests, run_checks
-from fhirpipes.testing.conformance import template_reads
 from fhirpipes.testing.schema import schema_path
 
 pytest_plugins = ["pytester"]
@@ -368,13 +367,6 @@ def test_the_fixtures_module_has_no_side_effects() -> None:
         "assert not logging.getLogger('fhirpipes').handlers, 'logging configured'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
-
-
-def test_template_reads_tells_strict_from_optional_reads() -> None:
-    strict, optional = template_reads("fhirpipes.templates", "practitioner.json.j2", "new")
-    assert strict == ("npi",)
-    assert {"lastName", "gender", "qualifications"} <= set(optional)
-    assert template_reads("fhirpipes.templates", "practitioner.json.j2", "keys")[0] == ("id",)
 
 
 def test_run_checks_reports_failures_and_skips_without_pytest_machinery() -> None:
