@@ -13,16 +13,9 @@ from pathlib import Path
 import pytest
 
 from fhirpipes.dispatch import Dispatcher
-from fhirpipes.plugins import load_registry
-from fhirpipes.settings import Settings
 from fhirpipes.testing import golden
 
 CASES = golden.cases(Path(__file__).parent / "golden" / "patient")
-
-
-@pytest.fixture(scope="module")
-def dispatcher() -> Dispatcher:
-    return Dispatcher(load_registry(only=["patient"]), Settings())
 
 
 def test_golden_cases_cover_every_kind_of_change() -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from builders import SECRET, patient_image
 from click.testing import CliRunner
 from pipes_fakes import STREAM_ARN, FakeStreams
 
@@ -25,15 +26,7 @@ from fhirpipes.pipes.cli import build_pipes, run, stop_on_interrupt
 from fhirpipes.pipes.deadletter import DeadLetters
 from fhirpipes.pipes.runner import EnrichmentError, PipeDefinition, Runner, StatusLine, summary_table
 from fhirpipes.pipes.targets import DeliveryError, Target, too_large
-from fhirpipes.plugins import load_registry
 from fhirpipes.settings import Settings
-from fhirpipes.testing.stream import attribute_values
-
-SECRET = "Zebediah"  # a record value that must never reach a log line, the status line or an error
-
-
-def patient(item_id: str, **extra: Any) -> dict[str, Any]:
-    return attribute_values({"id": item_id, "firstName": SECRET, "lastName": "Smith", **extra})
 
 
 class ListTarget(Target):
@@ -58,11 +51,6 @@ class ListTarget(Target):
     @property
     def events(self) -> list[dict[str, Any]]:
         return [event for batch in self.batches for event in batch]
-
-
-@pytest.fixture(scope="module")
-def dispatcher() -> Dispatcher:
-    return Dispatcher(load_registry(only=["patient"]), Settings())
 
 
 def pipe(**overrides: Any) -> PipeDefinition:
@@ -114,8 +102,8 @@ def one_shard() -> FakeStreams:
 
 def test_filter_is_applied_as_the_pipe_declares(dispatcher: Dispatcher) -> None:
     fake = one_shard()
-    fake.put("s1", "INSERT", "a", new=patient("a"))
-    fake.put("s1", "REMOVE", "a", old=patient("a"))
+    fake.put("s1", "INSERT", "a", new=patient_image("a"))
+    fake.put("s1", "REMOVE", "a", old=patient_image("a"))
     target = ListTarget()
     runner = make_runner(dispatcher, fake, target, filters=({"eventName": ["INSERT", "MODIFY"]},))
     result = runner.run(once=True)
@@ -135,9 +123,9 @@ def test_filter_is_applied_as_the_pipe_declares(dispatcher: Dispatcher) -> None:
 
 def test_a_poison_record_does_not_block_the_records_behind_it(dispatcher: Dispatcher) -> None:
     fake = one_shard()
-    fake.put("s1", "INSERT", "a", new=patient("a"))
-    fake.put("s1", "INSERT", "bad", new=patient("bad", birthDate="not-a-date"))
-    last = fake.put("s1", "INSERT", "c", new=patient("c"))
+    fake.put("s1", "INSERT", "a", new=patient_image("a"))
+    fake.put("s1", "INSERT", "bad", new=patient_image("bad", birthDate="not-a-date"))
+    last = fake.put("s1", "INSERT", "c", new=patient_image("c"))
     target = ListTarget()
     checkpoints = Checkpoints(None)
     result = make_runner(dispatcher, fake, target, checkpoints, batch_size=1).run(once=True)
@@ -149,8 +137,8 @@ def test_a_poison_record_does_not_block_the_records_behind_it(dispatcher: Dispat
 
 def test_unchanged_modifications_are_counted_as_skipped(dispatcher: Dispatcher) -> None:
     fake = one_shard()
-    fake.put("s1", "INSERT", "a", new=patient("a"))
-    fake.put("s1", "MODIFY", "a", new=patient("a", lastLoginAt="today"), old=patient("a"))
+    fake.put("s1", "INSERT", "a", new=patient_image("a"))
+    fake.put("s1", "MODIFY", "a", new=patient_image("a", lastLoginAt="today"), old=patient_image("a"))
     target = ListTarget()
     result = make_runner(dispatcher, fake, target).run(once=True)
     assert result.totals.skipped == 1 and result.totals.delivered == 1
@@ -159,7 +147,7 @@ def test_unchanged_modifications_are_counted_as_skipped(dispatcher: Dispatcher) 
 def test_batches_follow_the_declared_batch_size(dispatcher: Dispatcher) -> None:
     fake = one_shard()
     for n in range(23):
-        fake.put("s1", "INSERT", f"p{n}", new=patient(f"p{n}"))
+        fake.put("s1", "INSERT", f"p{n}", new=patient_image(f"p{n}"))
     target = ListTarget()
     make_runner(dispatcher, fake, target, batch_size=10).run(once=True)
     assert [len(batch) for batch in target.batches] == [10, 10, 3]
@@ -168,7 +156,7 @@ def test_batches_follow_the_declared_batch_size(dispatcher: Dispatcher) -> None:
 
 def test_a_batching_window_holds_a_partial_batch_until_it_closes(dispatcher: Dispatcher) -> None:
     fake = one_shard()
-    fake.put("s1", "INSERT", "a", new=patient("a"))
+    fake.put("s1", "INSERT", "a", new=patient_image("a"))
     now = [100.0]
     stop_at = [103.0]
     target = ListTarget()
@@ -207,7 +195,7 @@ def test_a_batching_window_holds_a_partial_batch_until_it_closes(dispatcher: Dis
 
 def test_input_templates_shape_what_the_enrichment_and_the_target_get(dispatcher: Dispatcher) -> None:
     fake = one_shard()
-    fake.put("s1", "INSERT", "a", new=patient("a"))
+    fake.put("s1", "INSERT", "a", new=patient_image("a"))
     enrichment_template = (
         '{"eventID": <$.eventID>, "eventName": <$.eventName>, "eventSourceARN": <aws.pipes.source-arn>, '
         '"dynamodb": {"Keys": <$.dynamodb.Keys>, "NewImage": <$.dynamodb.NewImage>}}'
@@ -228,7 +216,7 @@ def test_a_failed_delivery_is_not_checkpointed_and_a_restart_loses_and_repeats_n
 ) -> None:
     fake = one_shard()
     for n in range(4):
-        fake.put("s1", "INSERT", f"p{n}", new=patient(f"p{n}"))
+        fake.put("s1", "INSERT", f"p{n}", new=patient_image(f"p{n}"))
     path = tmp_path / "checkpoints.json"
     first = ListTarget()
     with pytest.raises(DeliveryError):
@@ -247,7 +235,7 @@ def test_a_failed_delivery_is_not_checkpointed_and_a_restart_loses_and_repeats_n
     assert [entity for _, entity in entity_ids(first)] == ["p0", "p1"]
     assert Checkpoints(path).get("Patients-Patient-Pipe", STREAM_ARN, "s1") == "102"
 
-    fake.put("s1", "INSERT", "p4", new=patient("p4"))
+    fake.put("s1", "INSERT", "p4", new=patient_image("p4"))
     second = ListTarget()
     make_runner(dispatcher, fake, second, Checkpoints(path), batch_size=2).run(once=True)
     assert [entity for _, entity in entity_ids(second)] == ["p2", "p3", "p4"]
@@ -259,8 +247,8 @@ def test_a_failed_delivery_is_not_checkpointed_and_a_restart_loses_and_repeats_n
 
 def test_filtered_records_move_the_checkpoint_too(dispatcher: Dispatcher) -> None:
     fake = one_shard()
-    fake.put("s1", "INSERT", "a", new=patient("a"))
-    last = fake.put("s1", "REMOVE", "a", old=patient("a"))
+    fake.put("s1", "INSERT", "a", new=patient_image("a"))
+    last = fake.put("s1", "REMOVE", "a", old=patient_image("a"))
     checkpoints = Checkpoints(None)
     make_runner(dispatcher, fake, ListTarget(), checkpoints, filters=({"eventName": ["INSERT"]},)).run(
         once=True
@@ -273,7 +261,7 @@ def test_an_enrichment_that_fails_the_batch_is_retried_then_stops_the_run(
 ) -> None:
     raising = Dispatcher(dispatcher.registry, Settings(on_error="raise"))
     fake = one_shard()
-    fake.put("s1", "INSERT", "bad", new=patient("bad", birthDate=SECRET))
+    fake.put("s1", "INSERT", "bad", new=patient_image("bad", birthDate=SECRET))
     checkpoints = Checkpoints(None)
     target = ListTarget()
     with caplog.at_level(logging.WARNING, logger="fhirpipes"), pytest.raises(EnrichmentError) as raised:
@@ -287,7 +275,7 @@ def test_an_enrichment_that_fails_the_batch_is_retried_then_stops_the_run(
 
 def test_ctrl_c_stops_after_the_batch_in_hand(dispatcher: Dispatcher) -> None:
     fake = one_shard()
-    sequences = [fake.put("s1", "INSERT", f"p{n}", new=patient(f"p{n}")) for n in range(3)]
+    sequences = [fake.put("s1", "INSERT", f"p{n}", new=patient_image(f"p{n}")) for n in range(3)]
     checkpoints = Checkpoints(None)
     target = ListTarget(on_send=lambda: os.kill(os.getpid(), signal.SIGINT))
     runner = make_runner(dispatcher, fake, target, checkpoints, batch_size=1)
@@ -317,8 +305,8 @@ def test_status_line_and_logs_carry_counts_and_ids_only(
     dispatcher: Dispatcher, caplog: pytest.LogCaptureFixture
 ) -> None:
     fake = one_shard()
-    fake.put("s1", "INSERT", "a", new=patient("a"))
-    fake.put("s1", "INSERT", "bad", new=patient("bad", birthDate=SECRET))
+    fake.put("s1", "INSERT", "a", new=patient_image("a"))
+    fake.put("s1", "INSERT", "bad", new=patient_image("bad", birthDate=SECRET))
     screen = io.StringIO()
     runner = make_runner(dispatcher, fake, ListTarget())
     runner.status = StatusLine(screen, enabled=True)
@@ -379,9 +367,9 @@ def test_an_event_over_the_targets_limit_is_dead_lettered_and_the_run_goes_on(
     dispatcher: Dispatcher, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     fake = one_shard()
-    fake.put("s1", "INSERT", "a", new=patient("a"))
-    big = fake.put("s1", "INSERT", "big", new=patient("big", lastName=SECRET * 1000))
-    last = fake.put("s1", "INSERT", "c", new=patient("c"))
+    fake.put("s1", "INSERT", "a", new=patient_image("a"))
+    big = fake.put("s1", "INSERT", "big", new=patient_image("big", lastName=SECRET * 1000))
+    last = fake.put("s1", "INSERT", "c", new=patient_image("c"))
     path = tmp_path / "cp.json"
     target = LimitedTarget(5_000)
     with caplog.at_level(logging.WARNING, logger="fhirpipes"):
@@ -414,7 +402,7 @@ def test_an_event_over_the_targets_limit_is_dead_lettered_and_the_run_goes_on(
 
 def test_dead_letter_bodies_only_when_asked_for(dispatcher: Dispatcher, tmp_path: Path) -> None:
     fake = one_shard()
-    fake.put("s1", "INSERT", "big", new=patient("big", lastName="x" * 6000))
+    fake.put("s1", "INSERT", "big", new=patient_image("big", lastName="x" * 6000))
     letters = DeadLetters(tmp_path / "dead.jsonl", bodies=True)
     runner = Runner(
         dispatcher,
@@ -435,7 +423,7 @@ def test_memory_only_checkpoints_keep_dead_letters_in_memory(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     fake = one_shard()
-    fake.put("s1", "INSERT", "big", new=patient("big", lastName="x" * 6000))
+    fake.put("s1", "INSERT", "big", new=patient_image("big", lastName="x" * 6000))
     runner = make_runner(dispatcher, fake, LimitedTarget(5_000))
     assert runner.run(once=True).totals.dead_lettered == 1
     assert [entry["eventID"] for entry in runner.dead_letters.entries] == ["evt-101"]
@@ -447,7 +435,7 @@ def test_a_failed_batch_is_cut_from_the_file_target_at_once(dispatcher: Dispatch
 
     fake = one_shard()
     for n in range(4):
-        fake.put("s1", "INSERT", f"p{n}", new=patient(f"p{n}"))
+        fake.put("s1", "INSERT", f"p{n}", new=patient_image(f"p{n}"))
     out = tmp_path / "events.jsonl"
     calls = [0]
 
@@ -543,7 +531,7 @@ def patients(embedded: Any) -> Any:
 
 
 def put(client: Any, item_id: str, **extra: Any) -> None:
-    client.put_item(TableName="Patients", Item=patient(item_id, **extra))
+    client.put_item(TableName="Patients", Item=patient_image(item_id, **extra))
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import builders
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -18,7 +19,6 @@ from hypothesis import strategies as st
 import fhirpipes_practitioner
 from fhirpipes.dispatch import Dispatcher
 from fhirpipes.plugins import load_registry
-from fhirpipes.settings import Settings
 from fhirpipes.testing import golden
 from fhirpipes_practitioner import PRACTITIONER, QUALIFICATION_CODES, QUALIFICATION_SYSTEM, luhn_valid, npi
 
@@ -27,7 +27,7 @@ CASES = golden.cases(Path(__file__).parent / "golden" / "practitioner")
 
 @pytest.fixture(scope="module")
 def dispatcher() -> Dispatcher:
-    return Dispatcher(load_registry(only=["practitioner"]), Settings())
+    return builders.dispatcher(plugins=["practitioner"])
 
 
 def test_golden_cases_cover_every_kind_of_change_and_error() -> None:
