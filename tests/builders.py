@@ -16,6 +16,9 @@ from fhirpipes.plugins import load_registry
 from fhirpipes.settings import Settings
 from fhirpipes.testing.stream import attribute_values
 
+PYTESTER_ARGS = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:benchmark")
+"""For pytester's inner runs: skip plugins they don't need (hypothesis' summary alone costs a second a run)."""
+
 SECRET = "Zebediah"
 """A record value that must never reach a log line, an error, a status line or CLI output."""
 
