@@ -19,6 +19,9 @@ from fhirpipes.testing.stream import attribute_values
 PYTESTER_ARGS = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:benchmark")
 """For pytester's inner runs: skip plugins they don't need (hypothesis' summary alone costs a second a run)."""
 
+HEALTHLAKE = "https://healthlake.eu-west-1.amazonaws.com/datastore/0123456789abcdef0123456789abcdef/r4/"
+"""An AWS HealthLake data store's FHIR base URL (made up, well formed)."""
+
 SECRET = "Zebediah"
 """A record value that must never reach a log line, an error, a status line or CLI output."""
 

@@ -12,6 +12,7 @@ import pytest
 from sink_fakes import FakeClock, FakeFhir, LambdaContext, refusal, serving
 
 from fhirpipes.dispatch import Dispatcher
+from fhirpipes.errors import ConfigurationError
 from fhirpipes.plugins import load_registry
 from fhirpipes.sink import Sink, SinkSettings
 from fhirpipes.sink.auth import SecretBearer
@@ -430,3 +431,17 @@ def test_client_credentials_give_a_token_used_until_a_401(fake: FakeFhir, clock:
     fake.tokens.append("token-revoked-and-reissued")  # the server no longer takes token-1
     assert sink.deliver([put("e3", "c", 3)], LambdaContext(clock)) == failures()
     assert fake.tokens[-1] == "token-3" and "Patient/c" in fake.store  # 401, a new token, the retry
+
+
+def test_the_handler_without_a_url_fails_with_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import fhirpipes.sink as sink
+
+    monkeypatch.delenv("FHIRPIPES_FHIR_URL", raising=False)
+    sink._sink.cache_clear()
+    try:
+        with pytest.raises(
+            ConfigurationError, match=r"^FHIRPIPES_FHIR_URL must be the FHIR server's base URL"
+        ):
+            sink.handler([], None)
+    finally:
+        sink._sink.cache_clear()
