@@ -61,3 +61,8 @@ def raw_mapper(**kwargs: Any) -> Mapper:
 def patient_image(item_id: str, **extra: Any) -> dict[str, Any]:
     """A Patients item as DynamoDB AttributeValues, its first name the `SECRET`."""
     return attribute_values({"id": item_id, "firstName": SECRET, "lastName": "Smith", **extra})
+
+
+def put_patient(client: Any, item_id: str, **extra: Any) -> None:
+    """Put a `patient_image` into the ``Patients`` table through a DynamoDB client."""
+    client.put_item(TableName="Patients", Item=patient_image(item_id, **extra))
