@@ -22,9 +22,14 @@ after the snapshot then reaches the store through the stream, so, for one table 
 different declared versions decide):
 
 - a snapshot state is `OLDER` than any state the stream wrote: a backfill never replaces it;
-- a stream state is `NEWER` than any snapshot state: the live Pipe replaces what a backfill wrote;
+- a stream state is `NEWER` than any snapshot state: the live Pipe replaces what a backfill wrote
+  (even a state from before the snapshot, replayed: the stream then brings the later ones, in order);
 - of two snapshot states, the later snapshot time is `NEWER`; the same time is the `SAME` (a
   rerun of the backfill: skipped).
+
+The rule orders states, not deletes: when the stream's delete of an item reaches the store before
+the backfill's state of it, the store may keep nothing to compare with (a 404, no history), and
+the backfill's state is written again.
 
 A ``meta.source`` that is neither shape (no ``#``, no sequence number, a time not in that form,
 ``/export/`` without an id) carries no position. Two states that can't be compared (no declared
