@@ -3,6 +3,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# setuptools warns on every strict editable install that it is one ("BuildBackendWarning: Editable
+# installation"): true, and not news; its warnings are UserWarnings, silenced for pip alone.
+PIP := PYTHONWARNINGS=ignore::UserWarning $(BIN)/python -m pip
 
 .PHONY: demo test lint bench setup-demo setup-test defs bindings fhir-server
 
@@ -12,7 +15,7 @@ $(BIN)/python:
 
 # Re-run on every call: fast when nothing changed, and a new module is never missed.
 setup-demo: $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[local]"
+	$(PIP) install --quiet -e ".[local]"
 
 # checkov (the tests scan the generated templates with it) pins older boto3, botocore, networkx and
 # packaging than ours, so it gets a venv of its own, inside ours (ignored by git, ruff and mypy alike);
@@ -30,7 +33,7 @@ $(CHECKOV_VENV)/installed-$(CHECKOV_VERSION): | $(BIN)/python
 # editable_mode=strict: mypy sees the real package layout, and a subpackage missing from
 # pyproject's list fails here as it would in a wheel.
 setup-test: $(BIN)/python $(CHECKOV_VENV)/installed-$(CHECKOV_VERSION)
-	$(BIN)/python -m pip install --quiet -e ".[test]" --config-settings editable_mode=strict
+	$(PIP) install --quiet -e ".[test]" --config-settings editable_mode=strict
 
 # The official FHIR definitions, pinned: the required bindings are generated from them
 # (scripts/gen_bindings.py) and the tests validate outputs with their JSON Schema. Into .defs/, not installed.

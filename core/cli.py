@@ -16,6 +16,7 @@ import click
 from fhirpipes.errors import FhirpipesError
 
 LAZY_COMMANDS = {
+    "backfill": "fhirpipes.backfill.cli:backfill",
     "conformance": "fhirpipes.testing.cli:conformance",
     "demo": "fhirpipes.pipes.demo:demo",
     "new": "fhirpipes.scaffold.cli:new",

@@ -51,6 +51,8 @@ class ErrorCode(StrEnum):
     INVALID_RESOURCE = "invalid-resource"
     INVALID_CODE = "invalid-code"
     CONTROL_CHARACTER = "control-character"
+    # where it went (a backfill into a FHIR store)
+    STORE_REFUSED = "store-refused"
 
 
 class FhirpipesError(Exception):

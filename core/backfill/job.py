@@ -68,12 +68,15 @@ class Job:
     """A whole backfill: the source, how items become records, and where resources go.
 
     ``keys`` are the table's key attribute names (partition key first): an INSERT's ``Keys``.
-    ``out`` is the output folder (local, or ``s3://``); ``target`` a ``fhir:URL`` instead.
+    ``state`` is the state folder (`fhirpipes.backfill.state`); ``out`` the output folder (local, or
+    ``s3://``), or ``target`` a ``fhir:URL`` instead. ``environ``: the ``FHIRPIPES_*`` settings the
+    workers map with (a Spark executor doesn't inherit the driver's environment).
     """
 
     source: SourceSpec
     snapshot: Snapshot
     keys: tuple[str, ...]
+    state: str = ""
     out: str | None = None
     target: str | None = None
     fhir_auth: str | None = None

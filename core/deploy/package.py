@@ -76,6 +76,7 @@ Log = Callable[[str], None]
 
 LEFT_OUT: dict[str, str] = {
     "fhirpipes/__main__.py": "python -m fhirpipes, the command line",
+    "fhirpipes/backfill": "fhirpipes backfill (on a machine, or Spark), never in a Lambda",
     "fhirpipes/cli.py": "the command line",
     "fhirpipes/deploy": "fhirpipes package and template",
     "fhirpipes/exports.py": "lazy re-exports of fhirpipes.pipes and fhirpipes.testing",
@@ -87,8 +88,8 @@ LEFT_OUT: dict[str, str] = {
     "pydantic/v1": "pydantic's 1.x API, which nothing shipped imports",
 }
 """Paths in the package the handler never imports, and what they are; removed before compiling."""
-DEPENDENCIES_LEFT_OUT: dict[str, frozenset[str]] = {"fhirpipes": frozenset({"click"})}
-"""Dependencies not followed: fhirpipes needs click only for its command line (left out). Another
+DEPENDENCIES_LEFT_OUT: dict[str, frozenset[str]] = {"fhirpipes": frozenset({"click", "rich"})}
+"""Dependencies not followed: fhirpipes needs click and rich only for its command line (left out). Another
 distribution that depends on click still gets it."""
 
 _COMPILE = """\

@@ -1,0 +1,127 @@
+"""A folder that output and state go to: a local directory, or an S3 prefix (``s3://bucket/prefix``).
+
+Every write is whole or absent: a local file is written beside its name and renamed into place
+(`os.replace` is atomic), an S3 object is one PUT. So a backfill killed at any point leaves
+each file either as a finished run wrote it or not there, and a rerun that writes it again
+writes the same bytes under the same name: nothing is ever there twice.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from fhirpipes.errors import ConfigurationError
+from fhirpipes.pipes.aws import AwsConfig
+
+
+class Folder:
+    """Files by relative name (``data/Patient-00000-000.ndjson``) under a local or S3 root."""
+
+    def __init__(self, url: str, aws: AwsConfig | None = None) -> None:
+        self.url = url.rstrip("/") if url.startswith("s3://") else url
+        self._aws = aws or AwsConfig()
+        if self.url.startswith("s3://"):
+            bucket, _, prefix = self.url[len("s3://") :].partition("/")
+            if not bucket:
+                raise ConfigurationError(f"{url}: give s3://BUCKET/PREFIX")
+            self._bucket, self._prefix = bucket, f"{prefix}/" if prefix else ""
+            self._root: Path | None = None
+        else:
+            self._root = Path(url)
+
+    @property
+    def is_local(self) -> bool:
+        """Whether this is a local directory (else an S3 prefix)."""
+        return self._root is not None
+
+    def path(self, name: str) -> Path:
+        """The local path of ``name`` (local folders only)."""
+        assert self._root is not None
+        return self._root / name
+
+    def location(self, name: str) -> str:
+        """Where ``name`` is, as a user would look for it (a path or an ``s3://`` URL)."""
+        return str(self.path(name)) if self._root is not None else f"s3://{self._bucket}/{self._prefix}{name}"
+
+    def scratch(self) -> tempfile.TemporaryDirectory[str]:
+        """A temporary directory to build files in: inside the folder when local (so `put_file` is a rename)."""
+        if self._root is not None:
+            base = self._root / ".tmp"
+            base.mkdir(parents=True, exist_ok=True)
+            return tempfile.TemporaryDirectory(dir=base)
+        return tempfile.TemporaryDirectory(prefix="fhirpipes-backfill-")
+
+    def put_file(self, name: str, source: Path) -> None:
+        """Move the finished file ``source`` to ``name``, replacing what is there."""
+        if self._root is not None:
+            target = self.path(name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(source, target)
+        else:
+            self._s3().upload_file(str(source), self._bucket, self._prefix + name)
+
+    def put_bytes(self, name: str, data: bytes) -> None:
+        """Write ``data`` as ``name``, whole or not at all."""
+        if self._root is not None:
+            target = self.path(name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+            with open(partial, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(partial, target)
+        else:
+            self._s3().put_object(Bucket=self._bucket, Key=self._prefix + name, Body=data)
+
+    def get_bytes(self, name: str) -> bytes | None:
+        """The content of ``name``, or None when there is no such file."""
+        if self._root is not None:
+            try:
+                return self.path(name).read_bytes()
+            except FileNotFoundError:
+                return None
+        client = self._s3()
+        try:
+            body = client.get_object(Bucket=self._bucket, Key=self._prefix + name)["Body"]
+        except client.exceptions.NoSuchKey:
+            return None
+        data: bytes = body.read()
+        return data
+
+    def names(self, under: str) -> list[str]:
+        """The names of the files under the subfolder ``under``, sorted."""
+        if self._root is not None:
+            base = self.path(under)
+            if not base.is_dir():
+                return []
+            return sorted(
+                f"{under}/{path.relative_to(base).as_posix()}"
+                for path in base.rglob("*")
+                if path.is_file() and not path.name.startswith(".")
+            )
+        found = []
+        paginator = self._s3().get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self._bucket, Prefix=f"{self._prefix}{under}/"):
+            found += [entry["Key"][len(self._prefix) :] for entry in page.get("Contents", [])]
+        return sorted(found)
+
+    def remove(self, name: str) -> None:
+        """Delete ``name`` if it is there."""
+        if self._root is not None:
+            self.path(name).unlink(missing_ok=True)
+        else:
+            self._s3().delete_object(Bucket=self._bucket, Key=self._prefix + name)
+
+    def _s3(self) -> Any:
+        return _client(self._aws)
+
+
+@functools.cache
+def _client(aws: AwsConfig) -> Any:
+    # One S3 client per process (a worker of the pool, a Spark executor): clients are thread-safe.
+    return aws.client("s3")
