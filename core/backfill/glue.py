@@ -113,7 +113,12 @@ def backfill_options(arguments: Mapping[str, str]) -> dict[str, Any]:
         "errors": errors,
     }
     if "KEYS" in arguments:
-        options["keys"] = tuple(key.strip() for key in arguments["KEYS"].split(","))
+        keys = tuple(key.strip() for key in arguments["KEYS"].split(","))
+        if not 1 <= len(keys) <= 2 or not all(keys):
+            raise ConfigurationError(
+                "job argument --KEYS takes the partition key, and the sort key if any: id or pk,sk"
+            )
+        options["keys"] = keys
     if "MAX_FILE_BYTES" in arguments:
         options["max_file_bytes"] = _integer(arguments, "MAX_FILE_BYTES", 0)
     return options

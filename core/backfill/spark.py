@@ -24,6 +24,7 @@ import importlib.resources
 import os
 import sys
 import traceback
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -61,7 +62,7 @@ def run_on_spark(
 ) -> Iterator[PartitionResult]:
     """Run every partition on Spark; yield each one's result (in no particular order).
 
-    ``spark``: the session to use; else the active one; else a new one (see `spark_session`),
+    ``spark``: the session to use; else the active one; else a new one (see `session`),
     stopped at the end. A partition whose run raised a fhirpipes error (an unreadable data file, a
     mapper that can't load) doesn't stop the others: once they are done, `SparkJobError` names it.
     Any other exception fails its task, which Spark retries (``spark.task.maxFailures``, 4 on a
@@ -70,11 +71,15 @@ def run_on_spark(
     todo = list(partitions)
     if not todo:
         return
-    session, owned = (spark, False) if spark is not None else _session(master)
+    session, owned = (spark, False) if spark is not None else _session_for_run(master)
     try:
         rdd = session.sparkContext.parallelize(todo, numSlices=len(todo))
         try:
-            outcomes = rdd.map(functools.partial(_run, job)).collect()
+            # collect() leaves its socket to the garbage collector (pyspark says so): that is
+            # pyspark's ResourceWarning, not a leak of ours, and it fails a run under -W error.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ResourceWarning)
+                outcomes = rdd.map(functools.partial(_run, job)).collect()
         except Exception as exc:  # py4j's Py4JJavaError, pyspark's PythonException: the job failed
             raise SparkJobError(f"the Spark job failed: {_cause(exc)}") from None
     finally:
@@ -87,7 +92,7 @@ def run_on_spark(
         raise SparkJobError(f"{len(failed)} of {len(todo)} partitions failed: {lines}")
 
 
-def spark_session(master: str | None = None) -> SparkSession:
+def session(master: str | None = None) -> SparkSession:
     """A new (or the running) SparkSession for a backfill.
 
     ``master``: the given one; else, under spark-submit (Glue, EMR, ``spark-submit glue.py``), the
@@ -121,7 +126,7 @@ def spark_session(master: str | None = None) -> SparkSession:
         return builder.getOrCreate()
 
 
-def _session(master: str | None) -> tuple[SparkSession, bool]:
+def _session_for_run(master: str | None) -> tuple[SparkSession, bool]:
     """The active session (kept running), or a new one (the caller stops it)."""
     from pyspark.sql import SparkSession
 
@@ -129,7 +134,7 @@ def _session(master: str | None) -> tuple[SparkSession, bool]:
     if active is not None:
         return active, False
     try:
-        return spark_session(master), True
+        return session(master), True
     except Exception as exc:  # pyspark's PySparkRuntimeError (no Java), a bad master URL, ...
         raise ConfigurationError(f"can't start Spark (master {master or 'default'}): {_cause(exc)}") from exc
 
