@@ -20,6 +20,10 @@ from __future__ import annotations
 
 import argparse
 import os
+
+# Both sides as a Lambda with logs at WARNING would run: the handler's INFO line per batch is not
+# the mapping's cost, and the backfill logs nothing per item.
+os.environ.setdefault("FHIRPIPES_LOG_LEVEL", "WARNING")
 import shutil
 import sys
 import tempfile

@@ -3,6 +3,7 @@ counts that add up, poison items as error lines, rolled files, resume after a ki
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -141,26 +142,21 @@ def test_a_rerun_skips_finished_partitions_and_refuses_another_backfills_state(
 def test_single_table_designs_map_by_match_and_skip_what_no_pipe_passes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from fhirpipes import Mapper
+    from fhirpipes import hookimpl
     from fhirpipes.backfill import work
     from fhirpipes.dispatch import Dispatcher
     from fhirpipes.mapper import KeyPrefix
     from fhirpipes.plugins import load_registry
     from fhirpipes.testing.stream import attribute_values
+    from fhirpipes_patient import PATIENT
+    from fhirpipes_practitioner import PRACTITIONER
 
-    patients = Mapper(
-        table="Clinic",
-        resource_type="Patient",
-        template="patient.json.j2",
-        match=KeyPrefix(attribute="id", prefix="PAT#"),
-    )
-    doctors = Mapper(
-        table="Clinic",
-        resource_type="Practitioner",
-        template="practitioner.json.j2",
-        match=KeyPrefix(attribute="id", prefix="DOC#"),
+    patients = dataclasses.replace(PATIENT, table="Clinic", match=KeyPrefix(attribute="id", prefix="PAT-"))
+    doctors = dataclasses.replace(
+        PRACTITIONER, table="Clinic", match=KeyPrefix(attribute="id", prefix="DOC-")
     )
 
+    @hookimpl
     def register_mappers(register: Any) -> None:
         register(patients)
         register(doctors)
@@ -168,12 +164,13 @@ def test_single_table_designs_map_by_match_and_skip_what_no_pipe_passes(
     import types
 
     registry = load_registry(modules={"clinic": types.SimpleNamespace(register_mappers=register_mappers)})
-    filters = [mapper.pipe_filters() for mapper in registry.mappers]
+    filters = work.PipeFilters([mapper.pipe_filters() for mapper in registry.mappers])
+    assert not filters.pass_all
     monkeypatch.setattr(work, "_mapping", lambda job: (Dispatcher(registry), filters))
     items = [
-        attribute_values({"id": "PAT#1", "firstName": "A", "lastName": "B"}),
-        attribute_values({"id": "DOC#1", "firstName": "C", "lastName": "D"}),
-        attribute_values({"id": "APPT#1", "when": "tomorrow"}),
+        attribute_values({"id": "PAT-1", "firstName": "A", "lastName": "B"}),
+        attribute_values({"id": "DOC-1", "npi": "1234567893", "firstName": "C", "lastName": "D"}),
+        attribute_values({"id": "APPT-1", "when": "tomorrow"}),
     ]
     export = write_export(tmp_path / "bucket", items, table="Clinic", files=1)
     manifest = run_backfill(export, tmp_path / "out")
@@ -245,17 +242,21 @@ def test_a_rerun_after_sigkill_continues_and_writes_nothing_twice(
         "--workers",
         "1",
     ]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state = out / "state"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and process.poll() is None:
         if len(list(state.glob("partition-*.json"))) >= kill_after_markers and (
-            kill_after_markers or (out / ".tmp").exists()
+            kill_after_markers or (state / ".tmp").exists()
         ):
             break
         time.sleep(0.005)
     process.send_signal(signal.SIGKILL)
     process.wait()
+    assert process.returncode == -signal.SIGKILL, (
+        "the backfill ended before the kill: the test tested nothing"
+    )
+    assert len(list(state.glob("partition-*.json"))) < 5
     rerun = subprocess.run(command, capture_output=True, text=True, check=False)
     assert rerun.returncode == 0, rerun.stderr
     assert output_files(out) == output_files(reference)

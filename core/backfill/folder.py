@@ -1,4 +1,4 @@
-"""A folder that output and state go to: a local directory, or an S3 prefix (``s3://bucket/prefix``).
+"""A folder that a backfill's output and state go to: a local directory, or an S3 prefix (``s3://bucket/prefix``).
 
 Every write is whole or absent: a local file is written beside its name and renamed into place
 (`os.replace` is atomic), an S3 object is one PUT. So a backfill killed at any point leaves
@@ -8,8 +8,8 @@ writes the same bytes under the same name: nothing is ever there twice.
 
 from __future__ import annotations
 
-import functools
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,11 @@ class Folder:
         """Where ``name`` is, as a user would look for it (a path or an ``s3://`` URL)."""
         return str(self.path(name)) if self._root is not None else f"s3://{self._bucket}/{self._prefix}{name}"
 
+    def clear_scratch(self) -> None:
+        """Remove what killed runs left in the scratch space (call before any worker starts)."""
+        if self._root is not None:
+            shutil.rmtree(self._root / ".tmp", ignore_errors=True)
+
     def scratch(self) -> tempfile.TemporaryDirectory[str]:
         """A temporary directory to build files in: inside the folder when local (so `put_file` is a rename)."""
         if self._root is not None:
@@ -60,7 +65,12 @@ class Folder:
         if self._root is not None:
             target = self.path(name)
             target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(source, target)
+            try:
+                os.replace(source, target)
+            except OSError:  # another file system (the state folder elsewhere): copy beside, then rename
+                partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+                shutil.copyfile(source, partial)
+                os.replace(partial, target)
         else:
             self._s3().upload_file(str(source), self._bucket, self._prefix + name)
 
@@ -118,10 +128,6 @@ class Folder:
             self._s3().delete_object(Bucket=self._bucket, Key=self._prefix + name)
 
     def _s3(self) -> Any:
-        return _client(self._aws)
+        from fhirpipes.backfill.sources import aws_client  # one client per process (boto3: lazily)
 
-
-@functools.cache
-def _client(aws: AwsConfig) -> Any:
-    # One S3 client per process (a worker of the pool, a Spark executor): clients are thread-safe.
-    return aws.client("s3")
+        return aws_client(self._aws, "s3")

@@ -53,6 +53,7 @@ class State:
         snapshot (its time is the older, the safe lineage for the guard).
         """
         identity = job_identity(job)
+        self.folder.clear_scratch()
         raw = self.folder.get_bytes(JOB_FILE)
         if raw is None:
             self.folder.put_bytes(JOB_FILE, json.dumps(identity, indent=2).encode())

@@ -77,7 +77,7 @@ def run_partition(
                 result.errors += 1
                 errors.add(where, problem, raw)
                 continue
-            if not _passes(filters, raw):
+            if not filters.passes(raw):
                 result.skipped += 1
                 continue
             outcome = dispatcher.map_record(raw)
@@ -133,17 +133,33 @@ def _records(job: Job, partition: Partition) -> Iterator[tuple[str, Any, RecordE
             yield where, {"Item": item}, exc
 
 
-def _passes(filters: list[list[dict[str, Any]]], raw: Mapping[str, Any]) -> bool:
-    """Whether a Pipe of the item's table would pass its INSERT (any of its mappers' Pipes, by their filters)."""
-    from fhirpipes.pipes.patterns import matches_any
+class PipeFilters:
+    """The filters of a table's Pipes, compiled once: an INSERT goes on when any Pipe's filters pass it."""
 
-    return not filters or any(matches_any(patterns, raw) for patterns in filters)
+    def __init__(self, filters: list[list[dict[str, Any]]]) -> None:
+        from fhirpipes.pipes.patterns import compile_pattern
+
+        self._pipes = [[compile_pattern(pattern) for pattern in patterns] for patterns in filters]
+        # The common case, checked once rather than per item: a Pipe that passes every INSERT (no
+        # filter, or only {"eventName": [..., "INSERT", ...]}), as the default filters do.
+        self.pass_all = not filters or any(
+            not patterns or any(_passes_every_insert(pattern) for pattern in patterns) for patterns in filters
+        )
+
+    def passes(self, raw: Mapping[str, Any]) -> bool:
+        """Whether a Pipe of the table would pass the INSERT record ``raw``."""
+        return self.pass_all or any(
+            any(pattern.matches(raw) for pattern in patterns) for patterns in self._pipes
+        )
+
+
+def _passes_every_insert(pattern: Mapping[str, Any]) -> bool:
+    names = pattern.get("eventName")
+    return set(pattern) == {"eventName"} and isinstance(names, list) and "INSERT" in names
 
 
 @functools.cache
-def _mapping_for(
-    environ: tuple[tuple[str, str], ...], table: str
-) -> tuple[Dispatcher, list[list[dict[str, Any]]]]:
+def _mapping_for(environ: tuple[tuple[str, str], ...], table: str) -> tuple[Dispatcher, PipeFilters]:
     from fhirpipes.engine import check_template
     from fhirpipes.plugins import load_registry
     from fhirpipes.settings import Settings
@@ -157,10 +173,10 @@ def _mapping_for(
         check_template(mapper.template_package, mapper.template)
     # Error lines go to errors.ndjson; a log line per failed item would only repeat them on stderr.
     logging.getLogger(LOGGER_NAME).setLevel(logging.CRITICAL)
-    return Dispatcher(registry, settings), [mapper.pipe_filters() for mapper in mappers]
+    return Dispatcher(registry, settings), PipeFilters([mapper.pipe_filters() for mapper in mappers])
 
 
-def _mapping(job: Job) -> tuple[Dispatcher, list[list[dict[str, Any]]]]:
+def _mapping(job: Job) -> tuple[Dispatcher, PipeFilters]:
     """The dispatcher and the table's Pipe filters, built once per process (a worker, an executor)."""
     return _mapping_for(job.environ, job.snapshot.table)
 
