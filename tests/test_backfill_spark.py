@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from backfill_export import patient_items, write_export
+from backfill_export import patient_items, upload_export, write_export
 
 from fhirpipes.backfill import glue, spark
 from fhirpipes.backfill.job import Partition, SourceSpec
@@ -128,6 +128,37 @@ def test_spark_writes_what_the_local_engine_writes_byte_for_byte(
     assert len([name for name in files if name.startswith("data/")]) == 5
     assert tree(tmp_path / "spark") == files  # manifest.json and errors.ndjson included
     assert not session.sparkContext._jsc.sc().isStopped()
+
+
+@pytest.mark.slow
+def test_executors_read_and_write_s3_from_the_job_alone(
+    session: Any, export: Path, local: tuple[dict[str, Any], dict[str, bytes]]
+) -> None:
+    """As on Glue: the export and the output in S3, each executor building its clients from the job."""
+    from fhirpipes.pipes.aws import AwsConfig
+    from fhirpipes.pipes.embedded import EmbeddedAws
+
+    manifest, files = local
+    with EmbeddedAws() as server:
+        aws = AwsConfig.embedded(server.endpoint_url)
+        s3 = aws.client("s3")
+        s3.create_bucket(Bucket="exports")
+        s3.create_bucket(Bucket="fhir")
+        root = export.parents[2]  # <root>/exports/AWSDynamoDB/<id>
+        upload_export(s3, "exports", export, root)
+        source = SourceSpec(
+            kind="export", location=f"s3://exports/{export.relative_to(root).as_posix()}/", aws=aws
+        )
+        job, partitions = prepare(source, keys=("id",), out="s3://fhir/patients")
+        on_spark = execute(job, partitions, engine="spark")
+        listed = s3.list_objects_v2(Bucket="fhir", Prefix="patients/")["Contents"]
+        written = {
+            entry["Key"][len("patients/") :]: s3.get_object(Bucket="fhir", Key=entry["Key"])["Body"].read()
+            for entry in listed
+            if not entry["Key"].startswith("patients/state/")
+        }
+    assert on_spark["counts"] == manifest["counts"]
+    assert written == files
 
 
 @pytest.mark.slow
