@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -47,9 +48,11 @@ def local(export: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[
 
 @pytest.fixture(scope="module")
 def session() -> Iterator[Any]:
+    before = signal.getsignal(signal.SIGINT)
     started = spark.session("local[2]")
     yield started
-    started.stop()
+    spark.stop(started)
+    assert signal.getsignal(signal.SIGINT) is before  # Ctrl-C is Python's again
 
 
 @pytest.fixture(scope="module")

@@ -22,11 +22,13 @@ import dataclasses
 import functools
 import importlib.resources
 import os
+import signal
 import sys
+import threading
 import traceback
 import warnings
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fhirpipes.backfill.job import Job, Partition, PartitionResult
 from fhirpipes.errors import ConfigurationError, FhirpipesError
@@ -85,7 +87,7 @@ def run_on_spark(
             raise SparkJobError(f"the Spark job failed: {_cause(exc)}") from None
     finally:
         if owned:
-            session.stop()
+            stop(session)
     failed = [outcome for outcome in outcomes if isinstance(outcome, _Failed)]
     yield from (outcome for outcome in outcomes if isinstance(outcome, PartitionResult))
     if failed:
@@ -106,10 +108,10 @@ def session(master: str | None = None) -> SparkSession:
     resolved = master or (None if _under_spark_submit() else DEFAULT_MASTER)
     builder = SparkSession.builder.appName(APP_NAME)
     if resolved is None:
-        return builder.getOrCreate()
+        return _started(builder)
     builder = builder.master(resolved)
     if not resolved.startswith("local"):
-        return builder.getOrCreate()
+        return _started(builder)
     log_config = importlib.resources.files("fhirpipes.backfill").joinpath("log4j2.properties")
     builder = (
         builder.config("spark.driver.host", LOOPBACK)
@@ -124,7 +126,23 @@ def session(master: str | None = None) -> SparkSession:
     # context starts (PYSPARK_PYTHON: the workers' interpreter, default `python3` on the PATH,
     # which may well lack fhirpipes); the caller's environment is restored afterwards.
     with _environ(SPARK_LOCAL_IP=LOOPBACK, PYSPARK_PYTHON=sys.executable):
-        return builder.getOrCreate()
+        return _started(builder)
+
+
+def stop(spark: SparkSession) -> None:
+    """Stop ``spark`` and give Ctrl-C back to Python.
+
+    A SparkContext started in the main thread takes SIGINT (to cancel its jobs, then raise
+    KeyboardInterrupt) and doesn't give it back when stopped: this puts back what was there
+    before `session` started it.
+    """
+    spark.stop()
+    if _sigint_before and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _sigint_before.pop())
+
+
+_sigint_before: list[Any] = []
+"""SIGINT's handler before `session` started a SparkContext (at most one: one per process)."""
 
 
 def _session_for_run(master: str | None) -> tuple[SparkSession, bool]:
@@ -138,6 +156,17 @@ def _session_for_run(master: str | None) -> tuple[SparkSession, bool]:
         return session(master), True
     except Exception as exc:  # pyspark's PySparkRuntimeError (no Java), a bad master URL, ...
         raise ConfigurationError(f"can't start Spark (master {master or 'default'}): {_cause(exc)}") from exc
+
+
+def _started(builder: Any) -> SparkSession:
+    """``builder.getOrCreate()``, remembering SIGINT's handler for `stop` if a context starts now."""
+    from pyspark import SparkContext
+
+    handler = signal.getsignal(signal.SIGINT)
+    started: SparkSession = builder.getOrCreate()
+    if SparkContext._active_spark_context is not None and signal.getsignal(signal.SIGINT) is not handler:
+        _sigint_before[:] = [handler]
+    return started
 
 
 def _under_spark_submit() -> bool:
