@@ -47,7 +47,7 @@ from typing import Any
 
 from fhirpipes import metrics
 from fhirpipes.deploy import DeployError
-from fhirpipes.deploy.package import ARCHITECTURES, HANDLER, PYTHON_VERSIONS
+from fhirpipes.deploy.runtime import ARCHITECTURES, HANDLER, PYTHON_VERSIONS
 from fhirpipes.mapper import Mapper
 
 TARGETS: tuple[str, ...] = ("logs", "sqs", "eventbridge", "fhir")
