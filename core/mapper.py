@@ -14,12 +14,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from fhirpipes.errors import PluginError
+from fhirpipes.fhirversion import FHIR_VERSIONS as FHIR_VERSIONS
+from fhirpipes.fhirversion import FhirVersion as FhirVersion
 
 if TYPE_CHECKING:
     from fhirpipes.records import StreamRecord
-
-FhirVersion = Literal["R4B", "R5"]
-FHIR_VERSIONS: tuple[str, ...] = ("R4B", "R5")
 
 DeletePolicy = Literal["delete", "ignore", "soft-delete"]
 DELETE_POLICIES: tuple[str, ...] = ("delete", "ignore", "soft-delete")

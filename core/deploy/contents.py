@@ -8,7 +8,8 @@
   and plugin authors' kit, and so click; pydantic's 1.x API; test data), and no entry point
   that names a module left out.
 * ``fhir.resources`` keeps only the FHIR versions asked for (default: the ones the registered
-  mappers declare): R5 is its top-level modules, R4B and STU3 its subpackages (`FHIR_LAYOUT`).
+  mappers declare; one of `fhirpipes.fhirversion.FHIR_VERSIONS`): R5 is its top-level modules, R4B and
+  STU3 its subpackages (`FHIR_LAYOUT`; STU3, which no mapper can declare, never ships).
 
 The functions that take a ``stage`` edit the folder pip installed into, in place.
 """
@@ -22,13 +23,18 @@ from pathlib import Path
 
 from fhirpipes.deploy import DeployError
 from fhirpipes.deploy.distinfo import dist_infos, normalize, record_rows, requires
+from fhirpipes.fhirversion import FHIR_VERSIONS, model_folder
 from fhirpipes.plugins import ENTRY_POINT_GROUP
 
 CORE_DISTRIBUTION = "fhirpipes"
 RUNTIME_PROVIDED: tuple[str, ...] = ("boto3", "botocore", "jmespath", "s3transfer")
 """On every Lambda Python runtime already; left out even when a plugin depends on them."""
-FHIR_LAYOUT: dict[str, str] = {"R5": "", "R4B": "R4B", "STU3": "STU3"}
-"""FHIR version -> its place in ``fhir/resources`` ("" = the top-level modules)."""
+FHIR_LAYOUT: dict[str, str] = {
+    **{version: model_folder(version) for version in FHIR_VERSIONS},
+    "STU3": "STU3",
+}
+"""FHIR version -> its place in ``fhir/resources`` ("" = the top-level modules): `FHIR_VERSIONS`, and
+STU3, which fhir.resources has and no mapper can declare (always removed)."""
 LEFT_OUT: dict[str, str] = {
     "fhirpipes/__main__.py": "python -m fhirpipes, the command line",
     "fhirpipes/backfill": "fhirpipes backfill (on a machine, or Spark), never in a Lambda",
@@ -79,9 +85,9 @@ def kept_fhir_versions(asked: Sequence[str] | None, declared: set[str]) -> tuple
     """The FHIR versions to keep: those ``asked`` for (all ``declared`` among them), else ``declared``."""
     if not asked:
         return tuple(sorted(declared))
-    unknown = sorted(set(asked) - set(FHIR_LAYOUT))
+    unknown = sorted(set(asked) - set(FHIR_VERSIONS))
     if unknown:
-        raise DeployError(f"unknown FHIR version {', '.join(unknown)} (known: {', '.join(FHIR_LAYOUT)})")
+        raise DeployError(f"unknown FHIR version {', '.join(unknown)} (known: {', '.join(FHIR_VERSIONS)})")
     missing = sorted(declared - set(asked))
     if missing:
         raise DeployError(f"--fhir-versions leaves out {', '.join(missing)}, which a registered mapper uses")
