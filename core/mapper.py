@@ -11,7 +11,7 @@ import dataclasses
 import functools
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, get_args, overload
 
 from fhirpipes.errors import PluginError
 from fhirpipes.fhirversion import FHIR_VERSIONS as FHIR_VERSIONS
@@ -21,9 +21,11 @@ if TYPE_CHECKING:
     from fhirpipes.records import StreamRecord
 
 DeletePolicy = Literal["delete", "ignore", "soft-delete"]
-DELETE_POLICIES: tuple[str, ...] = ("delete", "ignore", "soft-delete")
+DELETE_POLICIES: tuple[str, ...] = get_args(DeletePolicy)
 
 StartingPosition = Literal["TRIM_HORIZON", "LATEST"]
+STARTING_POSITIONS: tuple[str, ...] = get_args(StartingPosition)
+"""Where a Pipe starts reading a stream's shards (the local runner reads the same)."""
 
 ContextHook = Callable[["StreamRecord"], Mapping[str, Any]]
 """Returns extra template variables for one record (e.g. the result of a lookup)."""
