@@ -96,6 +96,6 @@ def test_map_writes_a_record_holding_a_lone_surrogate(tmp_path: Path) -> None:
     source = tmp_path / "batch.json"
     source.write_text(json.dumps([record]))  # ASCII: json writes the surrogate as its escape
     result = CliRunner().invoke(main, ["map", str(source)])
-    assert result.exit_code == 0, result.output
-    [event] = json.loads(result.output)
+    assert result.exit_code == 3, result.output  # the surrogate is no FHIR string: an error event
+    [event] = json.loads(result.stdout)
     assert event["details"]["record"]["dynamodb"]["NewImage"]["lastName"] == {"S": "\ud800"}

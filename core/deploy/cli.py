@@ -17,13 +17,38 @@ def _fail(message: str) -> None:
     raise click.ClickException(" ".join(message.split()))
 
 
+def _check_plugins(names: tuple[str, ...]) -> None:
+    """Refuse a ``--plugin`` that is not installed (before load_registry blames FHIRPIPES_PLUGINS)."""
+    from fhirpipes.plugins import entry_points
+
+    installed = [ep.name for ep in entry_points()]
+    unknown = sorted(set(names) - set(installed))
+    if unknown:
+        raise click.BadParameter(
+            f"not an installed plugin: {', '.join(unknown)} (installed: {', '.join(installed) or 'none'})",
+            param_hint="'--plugin'",
+        )
+
+
+def _check_out_folder(out_dir: Path) -> None:
+    """Refuse an ``--out`` folder that can't be created or written, before building anything."""
+    from fhirpipes.pipes.appendfile import check_writable
+
+    if out_dir.exists() and not out_dir.is_dir():
+        raise click.BadParameter(f"{out_dir} is not a directory", param_hint="'--out'")
+    try:
+        check_writable(out_dir / "x.zip", "--out", folder=True)
+    except FhirpipesError as exc:
+        raise click.BadParameter(str(exc).removeprefix("--out "), param_hint="'--out'") from exc
+
+
 def _csv(value: str | None) -> list[str] | None:
     if value is None:
         return None
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
-@click.command()
+@click.command(short_help="Build the Lambda deployment zip.")
 @click.option(
     "--out",
     "out_dir",
@@ -62,6 +87,8 @@ def package(
     for the Lambda runtime's Python and architecture. Its handler is fhirpipes.handler.handler."""
     from fhirpipes.deploy.package import build_package
 
+    _check_plugins(plugins)
+    _check_out_folder(out_dir)
     try:
         result = build_package(
             out_dir,
@@ -79,13 +106,13 @@ def package(
     click.echo(json.dumps(result.as_json(), indent=2) if as_json else result.summary())
 
 
-@click.command()
+@click.command(short_help="Print the CloudFormation template (YAML).")
 @click.option(
     "--target",
     default="logs",
     show_default=True,
     help="Where each Pipe sends the FHIR events: logs (a CloudWatch Logs group per Pipe, as the "
-    "original), sqs (a queue per Pipe), eventbridge (one event bus) or fhir (the sink: a second "
+    "original implementation does: the AWS blog article this project grows from), sqs (a queue per Pipe), eventbridge (one event bus) or fhir (the sink: a second "
     "function that writes them into a FHIR store; see --fhir-auth).",
 )
 @click.option(
@@ -187,8 +214,12 @@ def template(
     from fhirpipes.deploy.package import read_manifest
     from fhirpipes.plugins import load_registry
 
+    # The arguments first: a typo costs no registry load and no template build.
+    variables = _assignments(environment)
+    _check_plugins(plugins)
+    if out_file is not None:
+        _check_out_file(out_file)
     try:
-        variables = dict(_assignment(item) for item in environment)
         registry = load_registry(only=list(plugins) or None)
         if package_zip is not None:
             manifest = read_manifest(package_zip)
@@ -225,8 +256,28 @@ def template(
         click.echo(f"wrote {out_file}", err=True)
 
 
-def _assignment(item: str) -> tuple[str, str]:
-    name, sep, value = item.partition("=")
-    if not sep or not name:
-        raise DeployError(f"--env takes NAME=VALUE, not {name or item!r}")
-    return name, value
+def _check_out_file(out_file: Path) -> None:
+    from fhirpipes.pipes.appendfile import check_writable
+
+    try:
+        check_writable(out_file, "--out")
+        if not out_file.parent.is_dir():
+            raise DeployError(f"--out {out_file}: the folder {out_file.parent} does not exist")
+    except FhirpipesError as exc:
+        raise click.BadParameter(str(exc).removeprefix("--out "), param_hint="'--out'") from exc
+
+
+def _assignments(items: tuple[str, ...]) -> dict[str, str]:
+    """``--env NAME=VALUE`` options as a dict; a name given twice is refused (which one was meant?)."""
+    variables: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            # Only the name: the value may be a secret.
+            raise click.BadParameter(
+                "takes NAME=VALUE (no '=' found, or no name before it)", param_hint="'--env'"
+            )
+        if name in variables:
+            raise click.BadParameter(f"{name} is given twice; give it once", param_hint="'--env'")
+        variables[name] = value
+    return variables

@@ -9,7 +9,7 @@ import click
 from fhirpipes.mapper import FHIR_VERSIONS
 
 
-@click.command()
+@click.command(short_help="Start a new mapper plugin project.")
 @click.argument("name")
 @click.option("--table", required=True, help="The DynamoDB table the plugin maps.")
 @click.option("--resource", "resource_type", required=True, help="The FHIR resource type it produces.")

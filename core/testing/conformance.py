@@ -318,7 +318,9 @@ class MapperConformanceTests:
         batch = [self.record_for(item) for item in samples]
         with capture_logs():
             events = self.get_dispatcher().map_batch(batch)
-        assert len(events) == len(samples), f"{len(samples)} samples gave {len(events)} events"
+        assert len(events) == len(samples), (
+            f"{_count(len(samples), 'sample')} gave {_count(len(events), 'event')}"
+        )
         cls = model_class(mapper.resource_type, mapper.fhir_version)
         for index, event in enumerate(events):
             details = event["details"]
@@ -892,3 +894,8 @@ def _numbers(value: Any) -> Iterator[Decimal]:
     for _, leaf in _leaves(value):
         if _is_number(leaf):
             yield Decimal(str(leaf))
+
+
+def _count(number: int, noun: str) -> str:
+    """``1 event``, ``2 events``."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
