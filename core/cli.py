@@ -72,6 +72,8 @@ def _one_line_errors() -> Iterator[None]:
         yield
     except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
         raise
+    except BrokenPipeError:  # `fhirpipes map x | head`: click's own handling, quiet
+        raise
     except KeyboardInterrupt:
         _interrupted()
     except Exception as exc:
@@ -198,8 +200,10 @@ def map_command(source: Any, indent: int) -> None:
     that stopped it (the input, a plugin, FHIRPIPES_ON_ERROR=raise)."""
     try:
         text = source.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        fail(f"can't read {source.name}: {type(exc).__name__}")
+    except OSError as exc:
+        fail(f"can't read {source.name}: {exc.strerror or type(exc).__name__}")
+    except UnicodeDecodeError as exc:  # where, not the bytes
+        fail(f"can't read {source.name}: not UTF-8 (byte {exc.start})")
     try:
         event = json.loads(text)
     except json.JSONDecodeError as exc:
