@@ -120,7 +120,13 @@ class LazyGroup(click.Group):
         return super().get_command(ctx, cmd_name)
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="Exit status: 0 done; 1 an error (one Error: line); 2 a usage error; 3 finished, but "
+    "some records failed (map, backfill); 130 interrupted. FHIRPIPES_DEBUG=1 shows the traceback "
+    "of an internal error.",
+)
 @click.version_option(package_name="fhirpipes")
 def main() -> None:
     """fhirpipes: DynamoDB stream changes to HL7 FHIR, through one shared Pipes enrichment Lambda."""

@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Placeholders in CASES, replaced by paths in the scratch folder.
 MISSING, FOLDER, NOT_JSON, DEEP, A_FILE = "<missing>", "<folder>", "<not-json>", "<deep>", "<file>"
+EXPORT_NOT_JSON, EXPORT_DEEP = "<export-not-json>", "<export-deep>"  # manifests
 UNREADABLE = "<unreadable>"  # chmod 000; root reads anything, so as root: /proc/self/mem (EIO)
 
 CASES: dict[str, list[list[str]]] = {
@@ -36,6 +37,8 @@ CASES: dict[str, list[list[str]]] = {
         [MISSING, "--out", "<out>"],
         [FOLDER, "--out", "<out>"],
         [NOT_JSON, "--out", "<out>"],
+        [EXPORT_NOT_JSON, "--out", "<out>"],
+        [EXPORT_DEEP, "--out", "<out>"],
         [FOLDER, "--out", "<out>", "--target", "fhir:http://127.0.0.1:9"],
         [FOLDER, "--out", "<out>", "--segments", "0"],
     ],
@@ -52,6 +55,9 @@ CASES: dict[str, list[list[str]]] = {
     "plugins": [["--json", "extra-argument"]],
     "run": [
         ["--checkpoint", FOLDER],
+        ["--checkpoint", NOT_JSON, "--once"],
+        ["--checkpoint", DEEP, "--once"],
+        ["--input-template", "@" + FOLDER],
         ["--target", "file:" + FOLDER],
         ["--input-template", "@" + MISSING],
         ["--embedded", "--region", "eu-west-1"],
@@ -62,6 +68,7 @@ CASES: dict[str, list[list[str]]] = {
         ["--out", FOLDER],
         ["--package", MISSING],
         ["--package", NOT_JSON],
+        ["--package", FOLDER],
         ["--env", "A=1", "--env", "A=2"],
         ["--plugin", "nope"],
     ],
@@ -75,6 +82,10 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     (root / "not.json").write_text(f"{SECRET} is not JSON\n")
     (root / "deep.json").write_text("[" * 3000 + f'"{SECRET}"' + "]" * 3000)
     (root / "file.txt").write_text(SECRET)
+    for name, text in (("export-not-json", f"{SECRET}\n"), ("export-deep", (root / "deep.json").read_text())):
+        (root / name / "data").mkdir(parents=True)
+        (root / name / "manifest-summary.json").write_text(text)
+        (root / name / "manifest-files.json").write_text(text)
     unreadable = root / "unreadable.json"
     unreadable.write_text(f'["{SECRET}"]')
     unreadable.chmod(0)
@@ -86,6 +97,8 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         NOT_JSON: str(root / "not.json"),
         DEEP: str(root / "deep.json"),
         A_FILE: str(root / "file.txt"),
+        EXPORT_NOT_JSON: str(root / "export-not-json"),
+        EXPORT_DEEP: str(root / "export-deep"),
         UNREADABLE: str(unreadable),
         "<out>": str(root / "out"),
         "<cwd>": str(root),
