@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # installation"): true, and not news; its warnings are UserWarnings, silenced for pip alone.
 PIP := PYTHONWARNINGS=ignore::UserWarning $(BIN)/python -m pip
 
-.PHONY: demo test lint bench setup-demo setup-test defs bindings fhir-server
+.PHONY: demo test lint docs bench setup-demo setup-test defs bindings fhir-server
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -72,7 +72,11 @@ lint: setup-test
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy -p fhirpipes -p fhirpipes_patient -p fhirpipes_practitioner
 
-test: lint defs fhir-server
+# The documentation site (mkdocs.yml, docs/) into build/site; --strict: a broken link fails the build.
+docs: setup-test
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+test: lint docs defs fhir-server
 	$(BIN)/python -m pytest
 
 # Figures on a shared machine: only the ratios within one run mean anything (see README "Performance").

@@ -34,6 +34,8 @@ MODULE_EXTRAS: dict[str, str | None] = {
     "yaml": "deploy",
     # spark: backfill --engine spark.
     "pyspark": "spark",
+    # docs: the documentation site (make docs).
+    "mkdocs": "docs",
     # test: the kit's independent checks and the test suite.
     "cfnlint": "test",
     "jsonschema": "test",
