@@ -51,7 +51,12 @@ CASES: dict[str, list[list[str]]] = {
         ["things", "--table", "Things", "--resource", "Observation", "--dir", A_FILE],
         ["things", "--table", "Things"],
     ],
-    "package": [["--out", A_FILE], ["--plugin", "nope"], ["--python", "2.7", "--out", "<out>"]],
+    "package": [
+        ["--out", A_FILE],
+        ["--out", A_FILE + "/sub"],
+        ["--plugin", "nope"],
+        ["--python", "2.7", "--out", "<out>"],
+    ],
     "plugins": [["--json", "extra-argument"]],
     "run": [
         ["--checkpoint", FOLDER],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
@@ -32,14 +33,13 @@ def _check_plugins(names: tuple[str, ...]) -> None:
 
 def _check_out_folder(out_dir: Path) -> None:
     """Refuse an ``--out`` folder that can't be created or written, before building anything."""
-    from fhirpipes.pipes.appendfile import check_writable
-
-    if out_dir.exists() and not out_dir.is_dir():
-        raise click.BadParameter(f"{out_dir} is not a directory", param_hint="'--out'")
-    try:
-        check_writable(out_dir / "x.zip", "--out", folder=True)
-    except FhirpipesError as exc:
-        raise click.BadParameter(str(exc).removeprefix("--out "), param_hint="'--out'") from exc
+    ancestor = out_dir
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise click.BadParameter(f"{out_dir}: {ancestor} is not a directory", param_hint="'--out'")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise click.BadParameter(f"{out_dir}: {ancestor} is not writable", param_hint="'--out'")
 
 
 def _csv(value: str | None) -> list[str] | None:
