@@ -12,6 +12,7 @@ import pytest
 from sink_fakes import FakeClock, FakeFhir, LambdaContext, refusal, serving
 
 from fhirpipes.dispatch import Dispatcher
+from fhirpipes.errors import ConfigurationError
 from fhirpipes.plugins import load_registry
 from fhirpipes.sink import Sink, SinkSettings
 from fhirpipes.sink.auth import SecretBearer
@@ -478,3 +479,17 @@ def test_deliver_outcomes_calls_failed_what_the_error_destination_lost(
         ("failed", "the error destination did not take it"),
         ("failed", "the error destination did not take it"),
     ]
+
+
+def test_the_handler_without_a_url_fails_with_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import fhirpipes.sink as sink
+
+    monkeypatch.delenv("FHIRPIPES_FHIR_URL", raising=False)
+    sink._sink.cache_clear()
+    try:
+        with pytest.raises(
+            ConfigurationError, match=r"^FHIRPIPES_FHIR_URL must be the FHIR server's base URL"
+        ):
+            sink.handler([], None)
+    finally:
+        sink._sink.cache_clear()

@@ -13,7 +13,6 @@ import pytest
 from medplum import medplum
 
 from fhirpipes.dispatch import Dispatcher
-from fhirpipes.plugins import load_registry
 from fhirpipes.sink import Sink, SinkSettings
 from fhirpipes.sink.outcome import Result
 from fhirpipes.sink.transport import Response
@@ -26,11 +25,6 @@ pytestmark = pytest.mark.slow  # starts node
 def fhir_url() -> Iterator[str]:
     with medplum() as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def dispatcher() -> Dispatcher:
-    return Dispatcher(load_registry(only=["patient"]))
 
 
 @pytest.fixture(params=[1, 20], ids=["requests", "bundles"])
