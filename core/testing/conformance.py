@@ -327,7 +327,9 @@ class MapperConformanceTests:
         batch = [self.record_for(item) for item in samples]
         with capture_logs():
             events = self.get_dispatcher().map_batch(batch)
-        assert len(events) == len(samples), f"{_count(len(samples), 'sample')} gave {_count(len(events), 'event')}"
+        assert len(events) == len(samples), (
+            f"{_count(len(samples), 'sample')} gave {_count(len(events), 'event')}"
+        )
         cls = model_class(mapper.resource_type, mapper.fhir_version)
         for index, event in enumerate(events):
             details = event["details"]
