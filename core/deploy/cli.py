@@ -25,9 +25,9 @@ def _check_plugins(names: tuple[str, ...]) -> None:
     installed = [ep.name for ep in entry_points()]
     unknown = sorted(set(names) - set(installed))
     if unknown:
-        raise click.BadParameter(
-            f"not an installed plugin: {', '.join(unknown)} (installed: {', '.join(installed) or 'none'})",
-            param_hint="'--plugin'",
+        raise click.ClickException(
+            f"--plugin {', '.join(unknown)}: no such plugin is installed "
+            f"(installed: {', '.join(installed) or 'none'})"
         )
 
 
@@ -37,9 +37,9 @@ def _check_out_folder(out_dir: Path) -> None:
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
     if not ancestor.is_dir():
-        raise click.BadParameter(f"{out_dir}: {ancestor} is not a directory", param_hint="'--out'")
+        raise click.ClickException(f"--out {out_dir}: {ancestor} is not a directory")
     if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise click.BadParameter(f"{out_dir}: {ancestor} is not writable", param_hint="'--out'")
+        raise click.ClickException(f"--out {out_dir}: {ancestor} is not writable")
 
 
 def _csv(value: str | None) -> list[str] | None:
@@ -87,8 +87,7 @@ def package(
     for the Lambda runtime's Python and architecture. Its handler is fhirpipes.handler.handler."""
     from fhirpipes.deploy.package import build_package
 
-    _check_plugins(plugins)
-    _check_out_folder(out_dir)
+    _check_out_folder(out_dir)  # (build_package checks --plugin before any work)
     try:
         result = build_package(
             out_dir,
@@ -264,7 +263,7 @@ def _check_out_file(out_file: Path) -> None:
         if not out_file.parent.is_dir():
             raise DeployError(f"--out {out_file}: the folder {out_file.parent} does not exist")
     except FhirpipesError as exc:
-        raise click.BadParameter(str(exc).removeprefix("--out "), param_hint="'--out'") from exc
+        raise click.ClickException(str(exc)) from exc
 
 
 def _assignments(items: tuple[str, ...]) -> dict[str, str]:
@@ -274,10 +273,8 @@ def _assignments(items: tuple[str, ...]) -> dict[str, str]:
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
             # Only the name: the value may be a secret.
-            raise click.BadParameter(
-                "takes NAME=VALUE (no '=' found, or no name before it)", param_hint="'--env'"
-            )
+            raise click.ClickException("--env takes NAME=VALUE (no '=' found, or no name before it)")
         if name in variables:
-            raise click.BadParameter(f"{name} is given twice; give it once", param_hint="'--env'")
+            raise click.ClickException(f"--env {name} is given twice; give it once")
         variables[name] = value
     return variables
