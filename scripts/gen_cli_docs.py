@@ -20,6 +20,37 @@ INTRO = """# Command line
 
 `fhirpipes --help` lists the commands, `fhirpipes COMMAND --help` explains one. This page is generated from
 the commands themselves (`scripts/gen_cli_docs.py`; a test keeps it current).
+
+## Extras: what each command needs
+
+| extra | brings | for |
+| --- | --- | --- |
+| (none) | fhir.resources, Jinja, click, rich, ... | `map`, `plugins`, `new`, `conformance`, `package` (runs pip) |
+| `aws` | boto3 | `run` and `backfill` against AWS; the sink's `sigv4`/`secret` auth |
+| `local` | boto3, moto (server mode) | `demo`, `run --embedded`, `backfill` from the embedded S3 |
+| `deploy` | PyYAML | `template` |
+| `spark` | pyspark 3.5.4 | `backfill --engine spark`, the Glue entry point |
+| `docs` | mkdocs, mkdocs-material | `make docs` |
+| `test` | all of the above, pytest, ... | `make test` |
+
+From a checkout, install an extra with the venv's pip: `.venv/bin/python -m pip install -e '.[local]'`
+(fhirpipes is not on a package index). A command that lacks one says so in one line, with that exact
+command for how fhirpipes was installed.
+
+## Exit status
+
+| status | meaning |
+| --- | --- |
+| 0 | done: every record mapped or skipped |
+| 1 | an error stopped it (one `Error:` line; `FHIRPIPES_DEBUG=1` shows an internal error's traceback) |
+| 2 | a usage error (an unknown option, a bad value) |
+| 3 | finished, but some records failed: error events (`map`, `backfill`), or dropped with `FHIRPIPES_ON_ERROR=drop` (`map`) |
+| 130 | interrupted (Ctrl-C; a second Ctrl-C in `run` aborts at once) |
+
+`fhirpipes conformance` exits 1 when a check fails or when nothing was checked (`-k` matched no check).
+`fhirpipes new` run inside a git checkout writes the project beside it, unless `--dir` says otherwise.
+No command prints a traceback: bad input, a missing file or extra, a full disk each give one `Error:`
+line that says where and why, never a record value.
 """
 
 

@@ -96,6 +96,46 @@ def test_map_writes_a_record_holding_a_lone_surrogate(tmp_path: Path) -> None:
     source = tmp_path / "batch.json"
     source.write_text(json.dumps([record]))  # ASCII: json writes the surrogate as its escape
     result = CliRunner().invoke(main, ["map", str(source)])
-    assert result.exit_code == 0, result.output
-    [event] = json.loads(result.output)
+    assert result.exit_code == 3, result.output  # the surrogate is no FHIR string: an error event
+    [event] = json.loads(result.stdout)
     assert event["details"]["record"]["dynamodb"]["NewImage"]["lastName"] == {"S": "\ud800"}
+
+
+BROKEN = {"id": "p-2", "birthDate": "31-31-1990"}  # not a date: an error event
+
+
+@pytest.mark.parametrize(
+    ("items", "on_error", "code", "summary"),
+    [
+        ([ITEM], "emit", 0, None),
+        ([ITEM, BROKEN], "emit", 3, "1 of 2 records failed (exit status 3)"),
+        ([BROKEN], "emit", 3, "1 of 1 record failed (exit status 3)"),
+        ([ITEM, BROKEN], "drop", 3, "1 of 2 records failed (exit status 3)"),  # no event says so
+        ([ITEM, BROKEN], "raise", 1, None),
+    ],
+)
+def test_map_exits_3_when_some_records_failed(
+    items: list[dict[str, str]],
+    on_error: str,
+    code: int,
+    summary: str | None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import fhirpipes.handler
+    from fhirpipes.dispatch import Dispatcher
+    from fhirpipes.plugins import load_registry
+    from fhirpipes.settings import Settings
+
+    settings = Settings.from_env({"FHIRPIPES_ON_ERROR": on_error})
+    monkeypatch.setattr(fhirpipes.handler, "dispatcher", Dispatcher(load_registry(), settings))
+    batch = json.dumps([make_record("Patients", item) for item in items])
+    exit_code, out, err = run("map", "-", "--indent", "0", input=batch)
+    assert exit_code == code, err
+    lines = [line for line in err.splitlines() if not line.startswith("{")]  # the JSON log lines aside
+    if summary is not None:
+        assert lines == [summary]
+        assert len(json.loads(out)) == (len(items) if on_error == "emit" else len(items) - 1)
+    elif code == 1:
+        assert len(lines) == 1 and lines[0].startswith("Error: ")
+    else:
+        assert lines == []

@@ -26,7 +26,7 @@ def _fail(message: str) -> None:
     raise click.ClickException(message)
 
 
-@click.command()
+@click.command(short_help="Back-fill a table's items into NDJSON or a FHIR store.")
 @click.argument("source", required=False, metavar="[SOURCE]")
 @click.option(
     "--table",
@@ -210,9 +210,11 @@ def _backfill(**options: Any) -> int:
         click.echo(json.dumps(manifest, indent=2))
     else:
         where = job.out or job.state
+        items = "item" if counts["read"] == 1 else "items"
+        errors = "error" if counts["errors"] == 1 else "errors"
         click.echo(
-            f"{counts['read']:,} items read: {counts['written']:,} written, {counts['skipped']:,} skipped, "
-            f"{counts['errors']:,} errors; manifest in {where}"
+            f"{counts['read']:,} {items} read: {counts['written']:,} written, {counts['skipped']:,} skipped, "
+            f"{counts['errors']:,} {errors}; manifest in {where}"
         )
         if "import" in manifest:
             click.echo(f"HealthLake import job {manifest['import']['jobId']} started")

@@ -70,7 +70,7 @@ def read_items(spec: SourceSpec, partition: Partition) -> Iterator[tuple[int, An
                 yield line, _as_json(item)
     except Exception as exc:  # botocore's errors, or no region (ConfigurationError)
         raise SourceError(
-            f"{partition.name}: the scan of {spec.table!r} failed after {line} items ({error_code(exc)})"
+            f"{partition.name}: the scan of {spec.table!r} failed after {line} item{'' if line == 1 else 's'} ({error_code(exc)})"
         ) from exc
 
 

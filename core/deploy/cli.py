@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
@@ -18,13 +19,37 @@ def _fail(message: str) -> None:
     raise click.ClickException(" ".join(message.split()))
 
 
+def _check_plugins(names: tuple[str, ...]) -> None:
+    """Refuse a ``--plugin`` that is not installed (before load_registry blames FHIRPIPES_PLUGINS)."""
+    from fhirpipes.plugins import entry_points
+
+    installed = [ep.name for ep in entry_points()]
+    unknown = sorted(set(names) - set(installed))
+    if unknown:
+        raise click.ClickException(
+            f"--plugin {', '.join(unknown)}: no such plugin is installed "
+            f"(installed: {', '.join(installed) or 'none'})"
+        )
+
+
+def _check_out_folder(out_dir: Path) -> None:
+    """Refuse an ``--out`` folder that can't be created or written, before building anything."""
+    ancestor = out_dir
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise click.ClickException(f"--out {out_dir}: {ancestor} is not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise click.ClickException(f"--out {out_dir}: {ancestor} is not writable")
+
+
 def _csv(value: str | None) -> list[str] | None:
     if value is None:
         return None
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
-@click.command()
+@click.command(short_help="Build the Lambda deployment zip.")
 @click.option(
     "--out",
     "out_dir",
@@ -63,6 +88,7 @@ def package(
     for the Lambda runtime's Python and architecture. Its handler is fhirpipes.handler.handler."""
     from fhirpipes.deploy.package import build_package
 
+    _check_out_folder(out_dir)  # (build_package checks --plugin before any work)
     try:
         result = build_package(
             out_dir,
@@ -80,13 +106,13 @@ def package(
     click.echo(json.dumps(result.as_json(), indent=2) if as_json else result.summary())
 
 
-@click.command()
+@click.command(short_help="Print the CloudFormation template (YAML).")
 @click.option(
     "--target",
     default="logs",
     show_default=True,
     help="Where each Pipe sends the FHIR events: logs (a CloudWatch Logs group per Pipe, as the "
-    "original), sqs (a queue per Pipe), eventbridge (one event bus) or fhir (the sink: a second "
+    "original implementation does: the AWS blog article this project grows from), sqs (a queue per Pipe), eventbridge (one event bus) or fhir (the sink: a second "
     "function that writes them into a FHIR store; see --fhir-auth).",
 )
 @click.option(
@@ -188,8 +214,12 @@ def template(
     from fhirpipes.deploy.package import read_manifest
     from fhirpipes.plugins import load_registry
 
+    # The arguments first: a typo costs no registry load and no template build.
+    variables = _assignments(environment)
+    _check_plugins(plugins)
+    if out_file is not None:
+        _check_out_file(out_file)
     try:
-        variables = dict(_assignment(item) for item in environment)
         registry = load_registry(only=list(plugins) or None)
         if package_zip is not None:
             manifest = read_manifest(package_zip)
@@ -226,8 +256,26 @@ def template(
         click.echo(f"wrote {out_file}", err=True)
 
 
-def _assignment(item: str) -> tuple[str, str]:
-    name, sep, value = item.partition("=")
-    if not sep or not name:
-        raise DeployError(f"--env takes NAME=VALUE, not {name or item!r}")
-    return name, value
+def _check_out_file(out_file: Path) -> None:
+    from fhirpipes.pipes.appendfile import check_writable
+
+    try:
+        check_writable(out_file, "--out")
+        if not out_file.parent.is_dir():
+            raise DeployError(f"--out {out_file}: the folder {out_file.parent} does not exist")
+    except FhirpipesError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _assignments(items: tuple[str, ...]) -> dict[str, str]:
+    """``--env NAME=VALUE`` options as a dict; a name given twice is refused (which one was meant?)."""
+    variables: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            # Only the name: the value may be a secret.
+            raise click.ClickException("--env takes NAME=VALUE (no '=' found, or no name before it)")
+        if name in variables:
+            raise click.ClickException(f"--env {name} is given twice; give it once")
+        variables[name] = value
+    return variables

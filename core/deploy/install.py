@@ -84,7 +84,7 @@ def wheel_of(source: Source, work: Path, say: Log) -> str:
         count = copy_tracked_files(Path(location), copy)
         location = str(copy)
         say(
-            f"building a wheel of {source.name} {source.version} from the {count} files git tracks in {source.local}"
+            f"building a wheel of {source.name} {source.version} from the {count} file{'' if count == 1 else 's'} git tracks in {source.local}"
         )
     else:
         say(f"building a wheel of {source.name} {source.version} from {source.local}")

@@ -162,7 +162,7 @@ def _template_option(value: str | None) -> str | None:
     return value
 
 
-@click.command()
+@click.command(short_help="Run the mappers' Pipes locally against a stream API.")
 @click.option(
     "--table", "tables", multiple=True, metavar="TABLE", help="Run only this table's Pipe (repeatable)."
 )

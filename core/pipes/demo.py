@@ -142,7 +142,7 @@ def describe_event(event: Mapping[str, Any]) -> str:
     return f"{command:<6} {resource:<44} {event.get('source', '')}  eventID {event.get('eventID', '')}"
 
 
-@click.command()
+@click.command(short_help="Show the whole flow locally, with nothing to set up.")
 @click.option("--brief", is_flag=True, help="One line per FHIR event, without the resources.")
 @click.option(
     "--max-seconds",
@@ -234,7 +234,8 @@ def run_pipes(
 
 
 def show_log_events(messages: list[str], brief: bool) -> None:
-    click.echo(f"\n{len(messages)} FHIR events read back from the log group {LOG_GROUP}:")
+    events = "FHIR event" if len(messages) == 1 else "FHIR events"
+    click.echo(f"\n{len(messages)} {events} read back from the log group {LOG_GROUP}:")
     for number, message in enumerate(messages, 1):
         event = json.loads(message)
         click.echo(f"[{number:>2}] {describe_event(event)}")
@@ -258,7 +259,8 @@ def show_fhir_resources(url: str, mappers: list[Any]) -> None:
             click.echo(f"\ncould not read {resource_type} back from {base} ({type(exc).__name__})")
             continue
         found = [entry["resource"] for entry in bundle.get("entry", [])]
-        click.echo(f"\n{len(found)} {resource_type} resources read back from {base}:")
+        resources = "resource" if len(found) == 1 else "resources"
+        click.echo(f"\n{len(found)} {resource_type} {resources} read back from {base}:")
         for resource in found:
             version = resource.get("meta", {}).get("versionId", "?")
             click.echo(f"  {resource_type}/{resource.get('id')}  version {version}")

@@ -14,6 +14,7 @@ own session, so the Ctrl-C meant for the runner doesn't kill the database under 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import selectors
 import subprocess
@@ -24,6 +25,7 @@ from types import TracebackType
 from typing import IO, Any
 
 from fhirpipes.errors import ConfigurationError
+from fhirpipes.extras import install_command
 from fhirpipes.pipes.aws import EMBEDDED_REGION, AwsConfig
 
 HOST = "127.0.0.1"
@@ -73,6 +75,9 @@ class EmbeddedAws:
     def start(self) -> EmbeddedAws:
         """Start the server and wait until it answers; returns ``self``."""
         began = time.perf_counter()
+        for module in ("moto", "boto3"):  # here, not in the child: the CLI names the extra to install
+            if importlib.util.find_spec(module) is None:
+                raise ModuleNotFoundError(f"No module named {module!r}", name=module)
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 -- lives as long as the server
         self._process = subprocess.Popen(
             [sys.executable, "-m", "fhirpipes.pipes.embedded", HOST, str(self._port)],
@@ -103,7 +108,7 @@ class EmbeddedAws:
             raise ConfigurationError(
                 "the embedded DynamoDB did not start"
                 + (f" in {START_TIMEOUT_SECONDS:.0f} s" if not ready else "")
-                + f": {self._failure_reason()} (it needs moto's server mode: pip install 'fhirpipes[local]')"
+                + f": {self._failure_reason()} (it needs moto's server mode: {install_command('local')})"
             )
         return int(line)
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib
+import importlib.metadata
+import importlib.util
 import json
 import keyword
 import pkgutil
@@ -28,6 +30,13 @@ from fhirpipes.resource import MODEL_PACKAGES, model_class
 
 TABLE_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
 """DynamoDB's rule for table names."""
+
+PROJECT_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
+"""The core metadata specification's rule for a project name (what pip accepts)."""
+
+ABSTRACT_RESOURCES = frozenset({"Resource", "DomainResource", "CanonicalResource", "MetadataResource"})
+"""The FHIR specification's abstract resource types (the last two: R5's interfaces), which
+fhir.resources models as classes like any other: no instance has one of these as resourceType."""
 
 
 class ScaffoldError(FhirpipesError):
@@ -83,6 +92,25 @@ def check_package_name(name: str) -> None:
         found = None
     if found is not None:
         raise ScaffoldError(f"{name!r} is already an importable package here; choose another name")
+    distribution = name.replace("_", "-")
+    if not PROJECT_NAME.match(distribution):
+        raise ScaffoldError(
+            f"{name!r} gives the project name {distribution!r}, which pip refuses "
+            "(it must start and end with a letter or digit)"
+        )
+    if name.startswith("fhirpipes_") and not PROJECT_NAME.match(name.removeprefix("fhirpipes_")):
+        raise ScaffoldError(
+            f"{name!r}: the entry-point name after fhirpipes_ must start and end with a letter or digit"
+        )
+    canonical = canonical_name(distribution)
+    installed = {canonical_name(d.metadata["Name"] or "") for d in importlib.metadata.distributions()}
+    if canonical in installed:
+        raise ScaffoldError(f"a project named {canonical!r} is already installed here; choose another name")
+
+
+def canonical_name(name: str) -> str:
+    """A project name as pip compares them (the normalization of PEP 503: runs of -_. are one -)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def check_table(table: str) -> None:
@@ -101,6 +129,10 @@ def check_resource(resource_type: str, fhir_version: str) -> None:
     """Refuse a TYPE that is not a resource of ``fhir_version``, suggesting the nearest ones."""
     if fhir_version not in FHIR_VERSIONS:
         raise ScaffoldError(f"unknown FHIR version {fhir_version!r} (known: {', '.join(FHIR_VERSIONS)})")
+    if resource_type in ABSTRACT_RESOURCES:
+        raise ScaffoldError(
+            f"{resource_type!r} is an abstract FHIR type (no resource is one): choose a concrete resource type"
+        )
     try:
         model_class(resource_type, fhir_version)
     except PluginError:
@@ -115,6 +147,30 @@ def check_resource(resource_type: str, fhir_version: str) -> None:
                     continue
             hint = f" (did you mean {', '.join(names)}?)" if names else ""
         raise ScaffoldError(f"{resource_type!r} is not a FHIR {fhir_version} resource type{hint}") from None
+
+
+def check_not_registered(entry_point: str, table: str) -> None:
+    """Refuse an entry-point name or a table an installed plugin already has: the registry
+    would refuse the second plugin at every cold start."""
+    from fhirpipes.plugins import entry_points, load_registry
+
+    installed = [ep.name for ep in entry_points()]
+    if entry_point in installed:
+        raise ScaffoldError(
+            f"an installed plugin already has the entry-point name {entry_point!r}; choose another name"
+        )
+    if not installed:
+        return
+    try:
+        registry = load_registry(only=installed)  # all of them, whatever FHIRPIPES_PLUGINS says
+    except FhirpipesError as exc:  # a broken plugin: its own error says which
+        raise ScaffoldError(f"can't check the installed plugins' tables: {exc}") from exc
+    for info in registry.plugins:
+        if any(mapper.table == table for mapper in info.mappers):
+            raise ScaffoldError(
+                f"the installed plugin {info.name!r} already maps table {table!r}; two mappers "
+                "of one table each need a match (see Mapper.match)"
+            )
 
 
 def _class_name(module: str, fhir_version: str) -> str:
@@ -132,8 +188,9 @@ def plan(name: str, table: str, resource_type: str, *, fhir_version: str = "R4B"
     check_resource(resource_type, fhir_version)
     if not key.isidentifier():
         raise ScaffoldError(f"{key!r}: the key attribute must be a plain name")
-    elements, unfilled = required_elements(resource_type, fhir_version)
     entry_point = name.removeprefix("fhirpipes_") or name
+    check_not_registered(entry_point, table)
+    elements, unfilled = required_elements(resource_type, fhir_version)
     return Plan(
         package=name,
         entry_point=entry_point,

@@ -20,7 +20,7 @@ from fhirpipes.testing.runner import CheckResult, run_checks
 _MARKS = {"passed": "PASS", "failed": "FAIL", "skipped": "SKIP"}
 
 
-@click.command()
+@click.command(short_help="Check installed mapper plugins with the conformance kit.")
 @click.argument("plugins", nargs=-1)
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.option("-v", "--verbose", is_flag=True, help="Print whole failure and skip messages.")
@@ -28,7 +28,8 @@ _MARKS = {"passed": "PASS", "failed": "FAIL", "skipped": "SKIP"}
 def conformance(plugins: tuple[str, ...], as_json: bool, verbose: bool, keyword: str | None) -> None:
     """Check installed mapper PLUGINS (entry-point names; default: all) with the conformance kit.
 
-    Prints one row per check and mapper; exits 1 if any check fails."""
+    Prints one row per check and mapper; exits 1 if any check fails, or if nothing was checked
+    (no plugin installed, or no check matches -k)."""
     installed = [ep.name for ep in entry_points()]
     unknown = sorted(set(plugins) - set(installed))
     if unknown:
@@ -51,6 +52,11 @@ def conformance(plugins: tuple[str, ...], as_json: bool, verbose: bool, keyword:
             )
             for result in run_checks(checks, None if keyword is None else lambda check: keyword in check):
                 rows.append(_row(name, mapper.name, result))
+    if not installed:
+        raise click.ClickException("no plugin is installed in the 'fhirpipes' entry-point group")
+    if not rows:  # every mapper loaded, and -k matched none of the checks
+        why = f"no check matched -k {keyword!r}" if keyword is not None else "the plugins register no mapper"
+        raise click.ClickException(f"{why}; nothing was checked")
     failed = sum(row["status"] == "failed" for row in rows)
     if as_json:
         click.echo(json.dumps(rows, indent=2))

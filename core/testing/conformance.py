@@ -327,7 +327,9 @@ class MapperConformanceTests:
         batch = [self.record_for(item) for item in samples]
         with capture_logs():
             events = self.get_dispatcher().map_batch(batch)
-        assert len(events) == len(samples), f"{len(samples)} samples gave {len(events)} events"
+        assert len(events) == len(samples), (
+            f"{_count(len(samples), 'sample')} gave {_count(len(events), 'event')}"
+        )
         cls = model_class(mapper.resource_type, mapper.fhir_version)
         for index, event in enumerate(events):
             details = event["details"]
@@ -698,3 +700,8 @@ class MapperConformanceTests:
             assert error.line is not None, f"{where}: the error names no template line ({result.describe()})"
         if isinstance(error, InvalidResourceError):
             assert error.path is not None or error.template is not None, f"{where}: {result.describe()}"
+
+
+def _count(number: int, noun: str) -> str:
+    """``1 event``, ``2 events``."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
