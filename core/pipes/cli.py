@@ -26,7 +26,7 @@ import click
 from fhirpipes import logs
 from fhirpipes.dispatch import Dispatcher
 from fhirpipes.errors import ConfigurationError, FhirpipesError
-from fhirpipes.mapper import Mapper
+from fhirpipes.mapper import STARTING_POSITIONS, Mapper
 from fhirpipes.pipes.appendfile import check_writable
 from fhirpipes.pipes.aws import AwsConfig
 from fhirpipes.pipes.checkpoint import DEFAULT_PATH, Checkpoints
@@ -195,7 +195,7 @@ def _template_option(value: str | None) -> str | None:
 @click.option("--profile", help="AWS profile.")
 @click.option(
     "--starting-position",
-    type=click.Choice(["TRIM_HORIZON", "LATEST"]),
+    type=click.Choice(STARTING_POSITIONS),
     help="Override the mappers' declared starting position (used only where no checkpoint exists).",
 )
 @click.option(
