@@ -134,4 +134,7 @@ def _rich_progress(unit: str, rate: bool, errors: bool, eta: bool, keep: bool) -
     ]
     if eta:
         columns += [TextColumn("ETA"), TimeRemainingColumn()]
-    return Progress(*columns, console=Console(stderr=True), transient=not keep)
+    # stdout goes above the bar only when it is the terminal too: rich would send it to stderr otherwise.
+    return Progress(
+        *columns, console=Console(stderr=True), transient=not keep, redirect_stdout=is_terminal(sys.stdout)
+    )
