@@ -6,9 +6,11 @@ import the local Pipe runner, the packager or boto3.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -120,7 +122,8 @@ def map_command(source: Any, indent: int) -> None:
     try:
         from fhirpipes.handler import handler
 
-        result = handler(event, None)
+        with _records_bar(event) as event:
+            result = handler(event, None)
     except FhirpipesError as exc:
         fail(str(exc))
     text = json.dumps(result, indent=indent or None, ensure_ascii=False)
@@ -129,6 +132,54 @@ def map_command(source: Any, indent: int) -> None:
     except UnicodeEncodeError:  # a lone surrogate (a record can hold one): JSON's own escapes
         text = json.dumps(result, indent=indent or None, ensure_ascii=True)
     click.echo(text)
+
+
+MAP_BAR_RECORDS = 1000
+"""``map`` shows a bar (on a terminal) for batches of more records than this: smaller ones take a blink."""
+
+
+class _Counted(list):  # type: ignore[type-arg]
+    """The batch's records, counting each one the handler takes on a bar (the list itself unchanged)."""
+
+    def __init__(self, records: list[Any], advance: Any) -> None:
+        super().__init__(records)
+        self._advance = advance
+
+    def __iter__(self) -> Iterator[Any]:
+        for record in super().__iter__():
+            yield record
+            self._advance()
+
+
+@contextlib.contextmanager
+def _records_bar(event: Any) -> Iterator[Any]:
+    """``event`` as the handler takes it, its records counted on a bar when there are many and
+    stderr is a terminal (the handler's code path is the same: a list is a list)."""
+    records = event.get("Records") if isinstance(event, dict) and "dynamodb" not in event else event
+    if not isinstance(records, list) or len(records) <= MAP_BAR_RECORDS:
+        yield event
+        return
+    from fhirpipes.progress import ProgressBar, show_bar
+
+    if not show_bar():
+        yield event
+        return
+    import logging
+
+    from fhirpipes.logs import logger
+
+    stderr = sys.stderr
+    with ProgressBar("map", len(records), enabled=True, unit="records", rate=True) as bar:
+        # The handler's log lines go above the bar too: through the stderr rich puts in place.
+        moved = [h for h in logger.handlers if isinstance(h, logging.StreamHandler) and h.stream is stderr]
+        for handler in moved:
+            handler.setStream(sys.stderr)
+        try:
+            counted = _Counted(records, bar.advance)
+            yield counted if records is event else {**event, "Records": counted}
+        finally:
+            for handler in moved:
+                handler.setStream(stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover
