@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # installation"): true, and not news; its warnings are UserWarnings, silenced for pip alone.
 PIP := PYTHONWARNINGS=ignore::UserWarning $(BIN)/python -m pip
 
-.PHONY: demo test test-fast lint bench setup-demo setup-test defs bindings fhir-server
+.PHONY: demo test test-fast lint docs bench setup-demo setup-test defs bindings fhir-server
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -88,7 +88,11 @@ lint: setup-test
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy -p fhirpipes -p fhirpipes_patient -p fhirpipes_practitioner
 
-test: lint defs fhir-server
+# The documentation site (mkdocs.yml, docs/) into build/site; --strict: a broken link fails the build.
+docs: setup-test
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+test: lint docs defs fhir-server
 	$(BIN)/python -m pytest
 
 # The suite without the tests marked slow (servers, subprocesses, cfn-lint, regenerations, long

@@ -18,12 +18,19 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from fhirpipes.errors import FhirpipesError
+
 NAMESPACE = uuid.UUID("6f0c1b8e-4c1e-5a57-9a55-2f9d8f6b7a10")
 """The UUIDv5 namespace of fhirpipes' deterministic resource ids (never change it: ids would move)."""
 
 
-class ConversionError(ValueError):
-    """A filter couldn't convert a record value; the message says which filter and what it expects."""
+class ConversionError(FhirpipesError, ValueError):
+    """A filter couldn't convert a record value; the message says which filter and what it expects.
+
+    Raise it from a function your ``context`` hook hands to the template, too: the renderer turns
+    it into a record error (code ``conversion-failed``) naming the template line. A `FhirpipesError`
+    like every error fhirpipes raises on purpose, and a `ValueError`, as it always was.
+    """
 
 
 def fhir_date(value: Any, source_format: str = "%Y-%m-%d") -> str | None:

@@ -7,6 +7,9 @@
     ├── ConfigurationError        startup: an environment variable with a value we can't use
     ├── BatchError                the whole batch: unreadable event, response too large for Pipes
     ├── DeployError               `fhirpipes package` / `template` can't build what was asked
+    ├── ConversionError           (fhirpipes.conversions; also a ValueError) a filter or a plugin's
+    │                             function can't convert a value; rendering turns it into a
+    │                             RenderError with code conversion-failed
     ├── fhirpipes.pipes: DeliveryError (a target refused a batch after retries),
     │   EnrichmentError (the local runner's enrichment kept failing)
     └── RecordError               one record; carries event_id, table, sequence_number; never a value

@@ -273,3 +273,36 @@ def _cli(*arguments: str, cwd: Path | None = None) -> subprocess.CompletedProces
         cwd=cwd,
         env=environ,
     )
+
+
+@pytest.mark.slow
+def test_into_a_fhir_server_the_guard_keeps_what_the_stream_wrote(tmp_path: Path) -> None:
+    import urllib.request
+
+    from medplum import medplum
+
+    from fhirpipes.handler import handler
+    from fhirpipes.sink import Sink, SinkSettings
+
+    items = patient_items(40)
+    export = write_export(tmp_path / "bucket", items, files=2)
+    changed = {**decode_image(items[0]), "lastName": "Changed-After-The-Export"}
+    with medplum() as url:
+        # The live Pipe wrote a change of item 0 (made after the export) before the backfill got to it.
+        stream_events = handler([make_record("Patients", changed, sequence_number="900")], None)
+        sink = Sink(SinkSettings(url))
+        assert sink.deliver(stream_events) == {"batchItemFailures": []}
+        sink.client.close()
+        target = ["--target", f"fhir:{url}", "--keys", "id", "--workers", "1"]
+        first = _cli("backfill", str(export), *target, "--state", str(tmp_path / "s1"), "--json")
+        assert first.returncode == 0, first.stderr
+        counts = json.loads(first.stdout)["counts"]
+        assert (counts["read"], counts["written"], counts["skipped"], counts["errors"]) == (40, 39, 1, 0)
+        resource_id = stream_events[0]["details"]["entity"]["id"]
+        with urllib.request.urlopen(f"{url}/Patient/{resource_id}") as answer:
+            kept = json.load(answer)
+        assert kept["name"][0]["family"] == "Changed-After-The-Export"
+        # The same backfill again (a fresh state): every state is already there, nothing is written.
+        again = _cli("backfill", str(export), *target, "--state", str(tmp_path / "s2"), "--json")
+        assert again.returncode == 0, again.stderr
+        assert json.loads(again.stdout)["counts"]["skipped"] == 40

@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 from fhirpipes import engine
 from fhirpipes.change import reads_agree
 from fhirpipes.dispatch import Dispatcher
-from fhirpipes.engine.compiler import parse, reads_of
 from fhirpipes.errors import RecordError
 from fhirpipes.plugins import load_registry
 from fhirpipes.records import parse_record
@@ -114,24 +113,3 @@ def test_a_modify_of_unmapped_attributes_renders_nothing(monkeypatch: pytest.Mon
     monkeypatch.setattr("fhirpipes.dispatch.resource_value", refuse)
     old = {"id": "k-1", "lastName": "Smith", "note": "a"}
     assert DISPATCHER.map_record(make_record("Patients", {**old, "note": "b"}, old)).status == "skipped"
-
-
-@pytest.mark.parametrize(
-    ("source", "reads"),
-    [
-        (
-            '{"a": {{ new.x }}, "b": {{ new["y"] }}, "c": {{ new.get("z") }}}',
-            {"x", "y", "z", "get"},
-        ),  # "get" too: an attribute of that name would win
-        ('{"a": {{ new.x is defined }}, "b": {{ "w" in new }}}', {"x", "w"}),
-        ('{"a": {{ f(new) }}}', None),  # passed whole
-        ("[{% for k in new %}{{ k }},{% endfor %}]", None),  # iterated
-        ('{"a": {{ new[key] }}}', None),  # a computed key
-        ('{% set n = new %}{"a": {{ n.x }}}', None),  # aliased
-        ('{"a": {{ new.items() }}}', None),
-        ('{"a": {{ old.x }}}', set()),
-    ],
-)
-def test_what_a_template_reads(source: str, reads: set[str] | None) -> None:
-    found = reads_of(parse(source, "t"), "new")
-    assert found == (None if reads is None else frozenset(reads))

@@ -290,3 +290,22 @@ def test_as_map_refuses_another_shape_naming_the_attribute_not_the_value(value: 
         as_map(value, "address")
     assert "Main" not in str(caught.value)
     assert as_list(None, "q") == [] and as_list([1], "q") == [1]
+
+
+def test_a_conversion_error_is_a_fhirpipes_error_and_still_a_value_error() -> None:
+    from fhirpipes import FhirpipesError, RecordError
+
+    assert issubclass(ConversionError, FhirpipesError)
+    assert issubclass(ConversionError, ValueError)  # code that caught ValueError still does
+    assert not issubclass(ConversionError, RecordError)  # the renderer locates it, as before
+
+
+def test_a_conversion_error_still_renders_as_conversion_failed() -> None:
+    from fhirpipes.engine import from_string
+    from fhirpipes.errors import RenderError
+
+    with pytest.raises(RenderError) as caught:
+        from_string('{"d": {{ new.d | fhir_date }}}').render({"new": {"d": "Tuesday 13"}})
+    assert caught.value.code == "conversion-failed"
+    assert caught.value.line == 1
+    assert "Tuesday" not in str(caught.value)

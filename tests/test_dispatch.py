@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import io
 import json
-import types
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
+import builders
 import pytest
+from builders import raw_mapper
 
-from fhirpipes import BatchError, Mapper, RecordError, hookimpl, logs
+from fhirpipes import BatchError, Mapper, RecordError
 from fhirpipes.dispatch import Dispatcher
 from fhirpipes.plugins import RegisteredMapper, Registry, load_registry
 from fhirpipes.records import StreamRecord
@@ -29,35 +30,7 @@ ORIGINAL_ITEM = {
 
 
 def dispatcher(*mappers: Mapper, **settings: Any) -> Dispatcher:
-    if mappers:
-
-        @hookimpl
-        def register_mappers(register: Callable[[Mapper], None]) -> None:
-            for mapper in mappers:
-                register(mapper)
-
-        registry = load_registry(modules={"test": types.SimpleNamespace(register_mappers=register_mappers)})
-    else:
-        registry = load_registry(only=["patient", "practitioner"])
-    return Dispatcher(registry, Settings(**settings))
-
-
-def raw_mapper(**kwargs: Any) -> Mapper:
-    return Mapper(
-        table="Raw",
-        resource_type="Patient",
-        template="raw_patient.json.j2",
-        template_package="template_fixtures",
-        **kwargs,
-    )
-
-
-@pytest.fixture
-def log_lines() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    logs.configure("DEBUG", stream)
-    yield stream
-    logs.configure("INFO")
+    return builders.dispatcher(*mappers, plugins=["patient", "practitioner"], **settings)
 
 
 def test_the_original_item_maps_exactly() -> None:

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fhirpipes.engine import from_string, render
+from fhirpipes.engine.compiler import parse, reads_of
 from fhirpipes.engine.runtime import Limits
 from fhirpipes.engine.values import to_json
 from fhirpipes.errors import RenderError
@@ -302,3 +303,24 @@ def test_the_engine_reaches_no_module_above_it() -> None:
 def test_a_refused_computed_attribute_name_is_not_quoted() -> None:
     error = refusal("{{ 'text'[new.key] }}", new={"key": "__MRN-0042__"})
     assert error.code == "unsafe-template" and "MRN-0042" not in str(error)
+
+
+@pytest.mark.parametrize(
+    ("source", "reads"),
+    [
+        (
+            '{"a": {{ new.x }}, "b": {{ new["y"] }}, "c": {{ new.get("z") }}}',
+            {"x", "y", "z", "get"},
+        ),  # "get" too: an attribute of that name would win
+        ('{"a": {{ new.x is defined }}, "b": {{ "w" in new }}}', {"x", "w"}),
+        ('{"a": {{ f(new) }}}', None),  # passed whole
+        ("[{% for k in new %}{{ k }},{% endfor %}]", None),  # iterated
+        ('{"a": {{ new[key] }}}', None),  # a computed key
+        ('{% set n = new %}{"a": {{ n.x }}}', None),  # aliased
+        ('{"a": {{ new.items() }}}', None),
+        ('{"a": {{ old.x }}}', set()),
+    ],
+)
+def test_what_a_template_reads(source: str, reads: set[str] | None) -> None:
+    found = reads_of(parse(source, "t"), "new")
+    assert found == (None if reads is None else frozenset(reads))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib
 import io
 import json
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -29,7 +28,6 @@ from record_shapes import (
     record_shaped,
 )
 
-from fhirpipes import logs
 from fhirpipes.dispatch import Dispatcher
 from fhirpipes.errors import BatchError, RecordError
 from fhirpipes.plugins import load_registry
@@ -47,14 +45,6 @@ def handler() -> Any:
     module = importlib.import_module("fhirpipes.handler")
     assert module.dispatcher.settings.on_error == "emit", "the test needs FHIRPIPES_ON_ERROR unset"
     return module.handler
-
-
-@pytest.fixture
-def log_lines() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    logs.configure("DEBUG", stream)
-    yield stream
-    logs.configure("INFO")
 
 
 # --- inputs ---------------------------------------------------------------------------------

@@ -9,26 +9,8 @@ from pathlib import Path
 
 import pytest
 
-import fhirpipes
-
 ROOT = Path(__file__).resolve().parent.parent
 RUFF_OPTIONS = ["--no-cache", "--select=TID251", "--output-format=concise", "--stdin-filename=x.py", "-"]
-
-
-def test_public_api_is_sorted_and_importable() -> None:
-    assert fhirpipes.__all__ == sorted(fhirpipes.__all__)
-    for name in fhirpipes.__all__:
-        assert hasattr(fhirpipes, name), name
-
-
-def test_pipes_public_api_is_importable() -> None:
-    import fhirpipes.pipes as pipes
-
-    assert pipes.__all__ == sorted(pipes._EXPORTS)
-    for name in pipes.__all__:
-        assert getattr(pipes, name) is not None, name
-    for required in ("matches", "validate_pattern", "InvalidPattern", "render_input_template"):
-        assert required in pipes.__all__
 
 
 def test_templates_load_as_package_data_of_fhirpipes_templates() -> None:

@@ -8,21 +8,12 @@ import json
 import logging
 import sys
 import threading
-from collections.abc import Iterator
 
 import pytest
 
 from fhirpipes import logs
 from fhirpipes.errors import ConfigurationError
 from fhirpipes.settings import Settings
-
-
-@pytest.fixture
-def log_lines() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    logs.configure("DEBUG", stream)
-    yield stream
-    logs.configure("INFO")
 
 
 def parsed(stream: io.StringIO) -> list[dict[str, object]]:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable, Mapping
-from types import SimpleNamespace
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
+from builders import plugin, raw_mapper
 from emf_spec import check_line, metric_names
 
-from fhirpipes import Mapper, hookimpl, logs, metrics
+from fhirpipes import logs, metrics
 from fhirpipes.dispatch import Dispatcher
 from fhirpipes.metrics import EmfWriter, batch_documents, documents, line_level
 from fhirpipes.plugins import load_registry
@@ -185,19 +185,7 @@ def test_the_writer_writes_to_whatever_stdout_is_when_the_batch_ends(
 
 
 def raw_dispatcher(**mapper: Any) -> Dispatcher:
-    raw = Mapper(
-        table="Raw",
-        resource_type="Patient",
-        template="raw_patient.json.j2",
-        template_package="template_fixtures",
-        **mapper,
-    )
-
-    @hookimpl
-    def register_mappers(register: Callable[[Mapper], None]) -> None:
-        register(raw)
-
-    return Dispatcher(load_registry(modules={"test": SimpleNamespace(register_mappers=register_mappers)}))
+    return Dispatcher(load_registry(modules={"test": plugin(raw_mapper(**mapper))}))
 
 
 def test_a_failure_that_fails_the_batch_counts_its_record_as_failed() -> None:

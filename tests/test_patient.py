@@ -1,4 +1,4 @@
-"""The built-in Patient mapper: golden files (input batch -> expected output) and its settings.
+"""The built-in Patient mapper: the conformance kit, golden files (input batch -> expected output), its settings.
 
 Regenerate the expected files only on purpose, then review the diff:
 ``FHIRPIPES_REGENERATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_patient.py``.
@@ -13,16 +13,17 @@ from pathlib import Path
 import pytest
 
 from fhirpipes.dispatch import Dispatcher
-from fhirpipes.plugins import load_registry
-from fhirpipes.settings import Settings
-from fhirpipes.testing import golden
+from fhirpipes.testing import MapperConformanceTests, golden
+from fhirpipes_patient import PATIENT
 
 CASES = golden.cases(Path(__file__).parent / "golden" / "patient")
 
 
-@pytest.fixture(scope="module")
-def dispatcher() -> Dispatcher:
-    return Dispatcher(load_registry(only=["patient"]), Settings())
+class TestPatient(MapperConformanceTests):
+    """The kit's checks, run on the built-in mapper like on any plugin."""
+
+    plugin = "patient"
+    mapper = PATIENT
 
 
 def test_golden_cases_cover_every_kind_of_change() -> None:

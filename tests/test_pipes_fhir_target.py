@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from builders import SECRET, patient_image
 from click.testing import CliRunner
 from pipes_fakes import STREAM_ARN, FakeStreams
 from sink_fakes import FakeFhir, refusal, serving
@@ -25,21 +26,8 @@ from fhirpipes.pipes.cli import run
 from fhirpipes.pipes.deadletter import DeadLetters
 from fhirpipes.pipes.runner import PipeDefinition, Runner
 from fhirpipes.pipes.targets import DeliveryError, FhirTarget, deliver, parse_target
-from fhirpipes.plugins import load_registry
-from fhirpipes.settings import Settings
-from fhirpipes.testing.stream import attribute_values
 
-SECRET = "Zebediah"  # a record value: never in a log line, the dead-letter reasons or the CLI's output
 CAPABILITIES = (200, {}, {"resourceType": "CapabilityStatement", "status": "active", "kind": "instance"})
-
-
-def patient(item_id: str, **extra: Any) -> dict[str, Any]:
-    return attribute_values({"id": item_id, "firstName": SECRET, "lastName": "Smith", **extra})
-
-
-@pytest.fixture(scope="module")
-def dispatcher() -> Dispatcher:
-    return Dispatcher(load_registry(only=["patient"]), Settings())
 
 
 @pytest.fixture
@@ -86,11 +74,11 @@ def test_failed_events_are_retried_and_refused_ones_dead_lettered(
 ) -> None:
     streams = FakeStreams()
     streams.add_shard("s1")
-    streams.put("s1", "INSERT", "a", new=patient("a"))
-    poison = streams.put("s1", "INSERT", "b", new=patient("b", birthDate="13-45-2000"))
-    refused = streams.put("s1", "INSERT", "d", new=patient("d"))
-    streams.put("s1", "INSERT", "e", new=patient("e"))
-    streams.put("s1", "MODIFY", "e", new=patient("e", lastName="Smythe"), old=patient("e"))
+    streams.put("s1", "INSERT", "a", new=patient_image("a"))
+    poison = streams.put("s1", "INSERT", "b", new=patient_image("b", birthDate="13-45-2000"))
+    refused = streams.put("s1", "INSERT", "d", new=patient_image("d"))
+    streams.put("s1", "INSERT", "e", new=patient_image("e"))
+    streams.put("s1", "MODIFY", "e", new=patient_image("e", lastName="Smythe"), old=patient_image("e"))
     fake.fault("GET", "metadata", CAPABILITIES)
     fake.fault("PUT", "Patient/d", refusal("Patient.name[0].given[0]", f"bad value {SECRET}"))
     # a 403 the sink reports as a batch item failure: the runner sends e's events again, in order
@@ -232,7 +220,7 @@ def test_cli_run_into_a_real_fhir_server_and_replay_harmlessly(
         ]
 
         def put(item_id: str, **extra: Any) -> None:
-            client.put_item(TableName="Patients", Item=patient(item_id, **extra))
+            client.put_item(TableName="Patients", Item=patient_image(item_id, **extra))
 
         put("a")
         put("a", lastName="Smythe")

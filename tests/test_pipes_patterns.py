@@ -11,7 +11,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import fhirpipes.pipes
 from fhirpipes.pipes import (
     MAX_FILTERS,
     MAX_PATTERN_LENGTH,
@@ -646,15 +645,6 @@ def test_compiled_once_per_text() -> None:
     assert compile_pattern(text) is compile_pattern(text)
     assert compile_pattern({"eventName": ["INSERT"]}) is compile_pattern('{"eventName":["INSERT"]}')
     assert compile_pattern(text).matches(INSERT)
-
-
-def test_package_exports_are_lazy_and_sorted() -> None:
-    exports = fhirpipes.pipes._EXPORTS
-    assert fhirpipes.pipes.__all__ == sorted(fhirpipes.pipes.__all__) == sorted(exports)
-    for name in fhirpipes.pipes.__all__:
-        assert getattr(fhirpipes.pipes, name) is not None
-    with pytest.raises(AttributeError, match="no attribute 'nope'"):
-        _ = fhirpipes.pipes.nope
 
 
 # --- properties ---------------------------------------------------------------------------------

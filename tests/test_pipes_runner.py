@@ -1,7 +1,8 @@
 """The local Pipe runner: filter, batching, enrichment, delivery, checkpoints, Ctrl-C.
 
 Unit tests run against a fake stream client (tests/pipes_fakes.py) with the real Patient
-mapper and the Lambda's dispatcher; the slow ones run against the embedded DynamoDB.
+mapper and the Lambda's dispatcher; the slow ones run against the embedded DynamoDB. The
+``fhirpipes run`` command's own tests are in test_pipes_cli.py.
 """
 
 from __future__ import annotations
@@ -11,29 +12,21 @@ import json
 import logging
 import os
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
+from builders import SECRET, patient_image, put_patient
 from pipes_fakes import STREAM_ARN, FakeStreams
 
 from fhirpipes.dispatch import Dispatcher
 from fhirpipes.pipes.checkpoint import Checkpoints
-from fhirpipes.pipes.cli import build_pipes, run, stop_on_interrupt
+from fhirpipes.pipes.cli import build_pipes, stop_on_interrupt
 from fhirpipes.pipes.deadletter import DeadLetters
 from fhirpipes.pipes.runner import EnrichmentError, PipeDefinition, Runner, StatusLine, summary_table
 from fhirpipes.pipes.targets import DeliveryError, Target, too_large
-from fhirpipes.plugins import load_registry
 from fhirpipes.settings import Settings
-from fhirpipes.testing.stream import attribute_values
-
-SECRET = "Zebediah"  # a record value that must never reach a log line, the status line or an error
-
-
-def patient(item_id: str, **extra: Any) -> dict[str, Any]:
-    return attribute_values({"id": item_id, "firstName": SECRET, "lastName": "Smith", **extra})
 
 
 class ListTarget(Target):
@@ -58,11 +51,6 @@ class ListTarget(Target):
     @property
     def events(self) -> list[dict[str, Any]]:
         return [event for batch in self.batches for event in batch]
-
-
-@pytest.fixture(scope="module")
-def dispatcher() -> Dispatcher:
-    return Dispatcher(load_registry(only=["patient"]), Settings())
 
 
 def pipe(**overrides: Any) -> PipeDefinition:
@@ -114,8 +102,8 @@ def one_shard() -> FakeStreams:
 
 def test_filter_is_applied_as_the_pipe_declares(dispatcher: Dispatcher) -> None:
     fake = one_shard()
-    fake.put("s1", "INSERT", "a", new=patient("a"))
-    fake.put("s1", "REMOVE", "a", old=patient("a"))
+    fake.put("s1", "INSERT", "a", new=patient_image("a"))
+    fake.put("s1", "REMOVE", "a", old=patient_image("a"))
     target = ListTarget()
     runner = make_runner(dispatcher, fake, target, filters=({"eventName": ["INSERT", "MODIFY"]},))
     result = runner.run(once=True)
@@ -135,9 +123,9 @@ def test_filter_is_applied_as_the_pipe_declares(dispatcher: Dispatcher) -> None:
 
 def test_a_poison_record_does_not_block_the_records_behind_it(dispatcher: Dispatcher) -> None:
     fake = one_shard()
-    fake.put("s1", "INSERT", "a", new=patient("a"))
-    fake.put("s1", "INSERT", "bad", new=patient("bad", birthDate="not-a-date"))
-    last = fake.put("s1", "INSERT", "c", new=patient("c"))
+    fake.put("s1", "INSERT", "a", new=patient_image("a"))
+    fake.put("s1", "INSERT", "bad", new=patient_image("bad", birthDate="not-a-date"))
+    last = fake.put("s1", "INSERT", "c", new=patient_image("c"))
     target = ListTarget()
     checkpoints = Checkpoints(None)
     result = make_runner(dispatcher, fake, target, checkpoints, batch_size=1).run(once=True)
@@ -149,8 +137,8 @@ def test_a_poison_record_does_not_block_the_records_behind_it(dispatcher: Dispat
 
 def test_unchanged_modifications_are_counted_as_skipped(dispatcher: Dispatcher) -> None:
     fake = one_shard()
-    fake.put("s1", "INSERT", "a", new=patient("a"))
-    fake.put("s1", "MODIFY", "a", new=patient("a", lastLoginAt="today"), old=patient("a"))
+    fake.put("s1", "INSERT", "a", new=patient_image("a"))
+    fake.put("s1", "MODIFY", "a", new=patient_image("a", lastLoginAt="today"), old=patient_image("a"))
     target = ListTarget()
     result = make_runner(dispatcher, fake, target).run(once=True)
     assert result.totals.skipped == 1 and result.totals.delivered == 1
@@ -159,7 +147,7 @@ def test_unchanged_modifications_are_counted_as_skipped(dispatcher: Dispatcher) 
 def test_batches_follow_the_declared_batch_size(dispatcher: Dispatcher) -> None:
     fake = one_shard()
     for n in range(23):
-        fake.put("s1", "INSERT", f"p{n}", new=patient(f"p{n}"))
+        fake.put("s1", "INSERT", f"p{n}", new=patient_image(f"p{n}"))
     target = ListTarget()
     make_runner(dispatcher, fake, target, batch_size=10).run(once=True)
     assert [len(batch) for batch in target.batches] == [10, 10, 3]
@@ -168,7 +156,7 @@ def test_batches_follow_the_declared_batch_size(dispatcher: Dispatcher) -> None:
 
 def test_a_batching_window_holds_a_partial_batch_until_it_closes(dispatcher: Dispatcher) -> None:
     fake = one_shard()
-    fake.put("s1", "INSERT", "a", new=patient("a"))
+    fake.put("s1", "INSERT", "a", new=patient_image("a"))
     now = [100.0]
     stop_at = [103.0]
     target = ListTarget()
@@ -207,7 +195,7 @@ def test_a_batching_window_holds_a_partial_batch_until_it_closes(dispatcher: Dis
 
 def test_input_templates_shape_what_the_enrichment_and_the_target_get(dispatcher: Dispatcher) -> None:
     fake = one_shard()
-    fake.put("s1", "INSERT", "a", new=patient("a"))
+    fake.put("s1", "INSERT", "a", new=patient_image("a"))
     enrichment_template = (
         '{"eventID": <$.eventID>, "eventName": <$.eventName>, "eventSourceARN": <aws.pipes.source-arn>, '
         '"dynamodb": {"Keys": <$.dynamodb.Keys>, "NewImage": <$.dynamodb.NewImage>}}'
@@ -228,7 +216,7 @@ def test_a_failed_delivery_is_not_checkpointed_and_a_restart_loses_and_repeats_n
 ) -> None:
     fake = one_shard()
     for n in range(4):
-        fake.put("s1", "INSERT", f"p{n}", new=patient(f"p{n}"))
+        fake.put("s1", "INSERT", f"p{n}", new=patient_image(f"p{n}"))
     path = tmp_path / "checkpoints.json"
     first = ListTarget()
     with pytest.raises(DeliveryError):
@@ -247,7 +235,7 @@ def test_a_failed_delivery_is_not_checkpointed_and_a_restart_loses_and_repeats_n
     assert [entity for _, entity in entity_ids(first)] == ["p0", "p1"]
     assert Checkpoints(path).get("Patients-Patient-Pipe", STREAM_ARN, "s1") == "102"
 
-    fake.put("s1", "INSERT", "p4", new=patient("p4"))
+    fake.put("s1", "INSERT", "p4", new=patient_image("p4"))
     second = ListTarget()
     make_runner(dispatcher, fake, second, Checkpoints(path), batch_size=2).run(once=True)
     assert [entity for _, entity in entity_ids(second)] == ["p2", "p3", "p4"]
@@ -259,8 +247,8 @@ def test_a_failed_delivery_is_not_checkpointed_and_a_restart_loses_and_repeats_n
 
 def test_filtered_records_move_the_checkpoint_too(dispatcher: Dispatcher) -> None:
     fake = one_shard()
-    fake.put("s1", "INSERT", "a", new=patient("a"))
-    last = fake.put("s1", "REMOVE", "a", old=patient("a"))
+    fake.put("s1", "INSERT", "a", new=patient_image("a"))
+    last = fake.put("s1", "REMOVE", "a", old=patient_image("a"))
     checkpoints = Checkpoints(None)
     make_runner(dispatcher, fake, ListTarget(), checkpoints, filters=({"eventName": ["INSERT"]},)).run(
         once=True
@@ -273,7 +261,7 @@ def test_an_enrichment_that_fails_the_batch_is_retried_then_stops_the_run(
 ) -> None:
     raising = Dispatcher(dispatcher.registry, Settings(on_error="raise"))
     fake = one_shard()
-    fake.put("s1", "INSERT", "bad", new=patient("bad", birthDate=SECRET))
+    fake.put("s1", "INSERT", "bad", new=patient_image("bad", birthDate=SECRET))
     checkpoints = Checkpoints(None)
     target = ListTarget()
     with caplog.at_level(logging.WARNING, logger="fhirpipes"), pytest.raises(EnrichmentError) as raised:
@@ -287,7 +275,7 @@ def test_an_enrichment_that_fails_the_batch_is_retried_then_stops_the_run(
 
 def test_ctrl_c_stops_after_the_batch_in_hand(dispatcher: Dispatcher) -> None:
     fake = one_shard()
-    sequences = [fake.put("s1", "INSERT", f"p{n}", new=patient(f"p{n}")) for n in range(3)]
+    sequences = [fake.put("s1", "INSERT", f"p{n}", new=patient_image(f"p{n}")) for n in range(3)]
     checkpoints = Checkpoints(None)
     target = ListTarget(on_send=lambda: os.kill(os.getpid(), signal.SIGINT))
     runner = make_runner(dispatcher, fake, target, checkpoints, batch_size=1)
@@ -317,8 +305,8 @@ def test_status_line_and_logs_carry_counts_and_ids_only(
     dispatcher: Dispatcher, caplog: pytest.LogCaptureFixture
 ) -> None:
     fake = one_shard()
-    fake.put("s1", "INSERT", "a", new=patient("a"))
-    fake.put("s1", "INSERT", "bad", new=patient("bad", birthDate=SECRET))
+    fake.put("s1", "INSERT", "a", new=patient_image("a"))
+    fake.put("s1", "INSERT", "bad", new=patient_image("bad", birthDate=SECRET))
     screen = io.StringIO()
     runner = make_runner(dispatcher, fake, ListTarget())
     runner.status = StatusLine(screen, enabled=True)
@@ -379,9 +367,9 @@ def test_an_event_over_the_targets_limit_is_dead_lettered_and_the_run_goes_on(
     dispatcher: Dispatcher, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     fake = one_shard()
-    fake.put("s1", "INSERT", "a", new=patient("a"))
-    big = fake.put("s1", "INSERT", "big", new=patient("big", lastName=SECRET * 1000))
-    last = fake.put("s1", "INSERT", "c", new=patient("c"))
+    fake.put("s1", "INSERT", "a", new=patient_image("a"))
+    big = fake.put("s1", "INSERT", "big", new=patient_image("big", lastName=SECRET * 1000))
+    last = fake.put("s1", "INSERT", "c", new=patient_image("c"))
     path = tmp_path / "cp.json"
     target = LimitedTarget(5_000)
     with caplog.at_level(logging.WARNING, logger="fhirpipes"):
@@ -414,7 +402,7 @@ def test_an_event_over_the_targets_limit_is_dead_lettered_and_the_run_goes_on(
 
 def test_dead_letter_bodies_only_when_asked_for(dispatcher: Dispatcher, tmp_path: Path) -> None:
     fake = one_shard()
-    fake.put("s1", "INSERT", "big", new=patient("big", lastName="x" * 6000))
+    fake.put("s1", "INSERT", "big", new=patient_image("big", lastName="x" * 6000))
     letters = DeadLetters(tmp_path / "dead.jsonl", bodies=True)
     runner = Runner(
         dispatcher,
@@ -435,7 +423,7 @@ def test_memory_only_checkpoints_keep_dead_letters_in_memory(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     fake = one_shard()
-    fake.put("s1", "INSERT", "big", new=patient("big", lastName="x" * 6000))
+    fake.put("s1", "INSERT", "big", new=patient_image("big", lastName="x" * 6000))
     runner = make_runner(dispatcher, fake, LimitedTarget(5_000))
     assert runner.run(once=True).totals.dead_lettered == 1
     assert [entry["eventID"] for entry in runner.dead_letters.entries] == ["evt-101"]
@@ -447,7 +435,7 @@ def test_a_failed_batch_is_cut_from_the_file_target_at_once(dispatcher: Dispatch
 
     fake = one_shard()
     for n in range(4):
-        fake.put("s1", "INSERT", f"p{n}", new=patient(f"p{n}"))
+        fake.put("s1", "INSERT", f"p{n}", new=patient_image(f"p{n}"))
     out = tmp_path / "events.jsonl"
     calls = [0]
 
@@ -466,84 +454,7 @@ def test_a_failed_batch_is_cut_from_the_file_target_at_once(dispatcher: Dispatch
     assert [json.loads(line)["eventID"] for line in out.read_text().splitlines()] == ["evt-101", "evt-102"]
 
 
-# --- the CLI checks everything before it starts anything ---------------------------------------
-
-
-def one_error_line(result: Any) -> str:
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1, result.output
-    assert lines[0].startswith("Error: ")
-    assert "embedded DynamoDB at" not in result.output and "retrying" not in result.output
-    return str(lines[0])
-
-
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--target", "bogus"], "Error: unknown target 'bogus': use stdout, file:PATH"),
-        (["--target", "sqs:bad name"], "a queue name is"),
-        (["--target", "file:{tmp}"], "is a directory; name a file"),
-        (["--target", "file:{tmp}/plain/events.jsonl"], "is not a directory"),
-        (["--checkpoint", "{tmp}/plain/cp.json"], "the checkpoint file"),
-        (["--target", "file:{tmp}/cp.json", "--checkpoint", "{tmp}/cp.json"], "is also the checkpoint file"),
-        (
-            ["--target", "file:{tmp}/cp.dead-letters.jsonl", "--checkpoint", "{tmp}/cp.json"],
-            "is also the dead-letter file",
-        ),
-        (["--target", "stdout", "--target-endpoint-url", "http://x"], "--target-endpoint-url is for"),
-        (["--region", "eu-west-1"], "--embedded starts its own endpoint"),
-    ],
-)
-def test_cli_run_refuses_bad_options_before_starting_anything(
-    tmp_path: Path, args: list[str], message: str
-) -> None:
-    (tmp_path / "plain").write_text("")
-    args = [arg.replace("{tmp}", str(tmp_path)) for arg in args]
-    result = CliRunner().invoke(run, ["--embedded", "--once", *args])
-    assert result.exit_code in (1, 2), result.output
-    if result.exit_code == 2:  # click's usage errors come with the usage line
-        assert message in result.output and "embedded DynamoDB at" not in result.output
-    else:
-        assert message in one_error_line(result)
-
-
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
-def test_cli_run_refuses_an_unwritable_folder(tmp_path: Path) -> None:
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    locked.chmod(0o500)
-    try:
-        result = CliRunner().invoke(run, ["--embedded", "--once", "--target", f"file:{locked}/events.jsonl"])
-    finally:
-        locked.chmod(0o700)
-    assert "is not writable" in one_error_line(result)
-
-
 # --- against the embedded DynamoDB -------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def embedded() -> Iterator[Any]:
-    from fhirpipes.pipes.embedded import EmbeddedAws
-
-    with EmbeddedAws() as server:
-        yield server
-
-
-@pytest.fixture
-def patients(embedded: Any) -> Any:
-    """A fresh ``Patients`` table (a new stream) on the embedded server; its dynamodb client."""
-    from fhirpipes.pipes.embedded import create_stream_table
-
-    client = embedded.config.client("dynamodb")
-    if "Patients" in client.list_tables()["TableNames"]:
-        client.delete_table(TableName="Patients")
-    create_stream_table(client, "Patients")
-    return client
-
-
-def put(client: Any, item_id: str, **extra: Any) -> None:
-    client.put_item(TableName="Patients", Item=patient(item_id, **extra))
 
 
 @pytest.mark.slow
@@ -552,11 +463,11 @@ def test_end_to_end_from_put_item_to_a_file(
 ) -> None:
     from fhirpipes.pipes.targets import FileTarget
 
-    put(patients, "a")
-    put(patients, "b", birthDate="13-45-2000")  # a poison record
-    put(patients, "a", lastName="Smythe")
+    put_patient(patients, "a")
+    put_patient(patients, "b", birthDate="13-45-2000")  # a poison record
+    put_patient(patients, "a", lastName="Smythe")
     patients.delete_item(TableName="Patients", Key={"id": {"S": "a"}})
-    put(patients, "c")
+    put_patient(patients, "c")
     mapper = dispatcher.registry.mappers[0]
     pipes = build_pipes([mapper], patients, Settings())
     out = tmp_path / "events.jsonl"
@@ -587,108 +498,6 @@ def test_end_to_end_from_put_item_to_a_file(
 
 
 @pytest.mark.slow
-def test_cli_run_to_cloudwatch_with_checkpoint_and_restart(
-    embedded: Any, patients: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("FHIRPIPES_PLUGINS", "patient")
-    logs = embedded.config.client("logs")
-    checkpoint = tmp_path / "cp.json"
-    args = [
-        "--endpoint-url",
-        embedded.endpoint_url,
-        "--region",
-        "us-east-1",
-        "--target",
-        "cloudwatch:/fhirpipes/test:cli",
-        "--checkpoint",
-        str(checkpoint),
-        "--once",
-    ]
-
-    def logged() -> list[str]:
-        response = logs.get_log_events(
-            logGroupName="/fhirpipes/test", logStreamName="cli", startFromHead=True
-        )
-        return [json.loads(e["message"])["details"]["entity"]["id"] for e in response["events"]]
-
-    put(patients, "a")
-    put(patients, "b")
-    first = CliRunner().invoke(run, args)
-    assert first.exit_code == 0, first.output
-    assert logged() == ["a", "b"]
-    assert "run ended: every stream read to its end" in first.stderr
-
-    put(patients, "c")
-    second = CliRunner().invoke(run, args)
-    assert second.exit_code == 0, second.output
-    assert logged() == ["a", "b", "c"]  # nothing lost, nothing repeated
-
-    third = CliRunner().invoke(run, args)
-    assert third.exit_code == 0
-    assert logged() == ["a", "b", "c"]
-    assert SECRET not in first.stderr + second.stderr + third.stderr
-
-
-@pytest.mark.slow
-def test_cli_run_refuses_an_unknown_table_and_a_missing_stream(
-    embedded: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    base = [
-        "--endpoint-url",
-        embedded.endpoint_url,
-        "--region",
-        "us-east-1",
-        "--once",
-        "--checkpoint",
-        str(tmp_path / "cp.json"),
-    ]
-    unknown = CliRunner().invoke(run, [*base, "--table", "Nope"])
-    assert unknown.exit_code == 1
-    assert "no mapper for table(s) Nope" in unknown.output
-    client = embedded.config.client("dynamodb")
-    if "Practitioners" in client.list_tables()["TableNames"]:
-        client.delete_table(TableName="Practitioners")
-    client.create_table(
-        TableName="Practitioners",
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    no_stream = CliRunner().invoke(run, [*base, "--table", "Practitioners"])
-    assert no_stream.exit_code == 1
-    assert "has no stream" in no_stream.output
-    client.delete_table(TableName="Practitioners")
-
-
-@pytest.mark.slow
-def test_cli_run_embedded_needs_no_account(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("AWS_PROFILE", "no-such-profile")  # must not be read
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "missing"))
-    monkeypatch.chdir(tmp_path)
-    from fhirpipes.logs import logger
-
-    before = (list(logger.handlers), logger.level, logger.propagate)
-    result = CliRunner().invoke(run, ["--embedded", "--once"])
-    assert result.exit_code == 0, result.output
-    assert (list(logger.handlers), logger.level, logger.propagate) == before  # logging left as it was
-    assert "embedded DynamoDB at http://127.0.0.1:" in result.stderr
-    assert list(tmp_path.iterdir()) == []  # no checkpoint file with --embedded unless asked
-
-
-def test_cli_run_refuses_a_bad_input_template_before_starting_anything(tmp_path: Path) -> None:
-    template = tmp_path / "template.txt"
-    template.write_text('{"id": <$.eventID')
-    result = CliRunner().invoke(run, ["--embedded", "--once", "--input-template", f"@{template}"])
-    assert result.exit_code == 1
-    assert "Input template is not valid" in result.output
-    assert "embedded DynamoDB at" not in result.output
-
-
-@pytest.mark.slow
 def test_importing_the_local_pipe_does_not_import_boto3_or_moto() -> None:
     import subprocess
     import sys
@@ -699,72 +508,3 @@ def test_importing_the_local_pipe_does_not_import_boto3_or_moto() -> None:
     )
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert completed.stdout.strip() == "[]"
-
-
-@pytest.mark.slow
-def test_cli_run_dead_letters_an_oversized_error_event_and_goes_on(
-    embedded: Any, patients: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("FHIRPIPES_PLUGINS", "patient")
-    sqs = embedded.config.client("sqs")
-    url = sqs.create_queue(QueueName="dead-letter-test")["QueueUrl"]
-    checkpoint = tmp_path / "cp.json"
-    args = [
-        "--endpoint-url",
-        embedded.endpoint_url,
-        "--region",
-        "us-east-1",
-        "--target",
-        "sqs:dead-letter-test",
-        "--checkpoint",
-        str(checkpoint),
-        "--once",
-    ]
-    put(patients, "a")
-    # A poison record of 300 KB: its error event carries the whole record, over SQS's 256 KB.
-    put(patients, "poison", birthDate="not-a-date", notes=SECRET * 40_000)
-    put(patients, "c")
-    first = CliRunner().invoke(run, args)
-    assert first.exit_code == 0, first.output
-    assert "dead-lettered" in first.stderr
-    row = next(line for line in first.stderr.splitlines() if line.startswith("Patients-Patient-Pipe"))
-    assert row.split()[-2:] == ["2", "1"]  # delivered 2, dead-lettered 1
-    dead = tmp_path / "cp.dead-letters.jsonl"
-    assert f"1 event(s) the target can never take are in {dead}" in first.stderr
-    [entry] = [json.loads(line) for line in dead.read_text().splitlines()]
-    assert entry["target"] == "sqs:dead-letter-test" and "over the SQS limit" in entry["error"]
-    assert SECRET not in dead.read_text() and SECRET not in first.output
-    received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
-    ids = sorted(json.loads(m["Body"])["details"]["entity"]["id"] for m in received)
-    assert ids == ["a", "c"]
-
-    again = CliRunner().invoke(run, args)
-    assert again.exit_code == 0
-    assert len(dead.read_text().splitlines()) == 1  # not again
-
-
-@pytest.mark.slow
-def test_cli_run_refuses_a_target_file_another_run_is_writing(tmp_path: Path) -> None:
-    from fhirpipes.pipes.appendfile import AppendFile
-
-    holder = AppendFile(tmp_path / "events.jsonl")
-    holder.open()
-    try:
-        result = CliRunner().invoke(
-            run,
-            [
-                "--embedded",
-                "--once",
-                "--target",
-                f"file:{tmp_path}/events.jsonl",
-                "--checkpoint",
-                f"{tmp_path}/cp.json",
-            ],
-        )
-    finally:
-        holder.close()
-    assert result.exit_code == 1
-    assert "is being written by another run" in result.output
-    assert "retrying" not in result.output

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -298,14 +297,6 @@ def test_parse_target_refuses_unknown_specs(spec: str) -> None:
 
 
 # --- against the embedded server ---------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def embedded() -> Iterator[Any]:
-    from fhirpipes.pipes.embedded import EmbeddedAws
-
-    with EmbeddedAws() as server:
-        yield server
 
 
 @pytest.mark.slow

@@ -6,22 +6,13 @@ import types
 from collections.abc import Callable
 
 import pytest
+from builders import plugin
 
 from fhirpipes import KeyPrefix, Mapper, PluginError, hookimpl
 from fhirpipes.errors import UnknownTableError
 from fhirpipes.plugins import entry_points, load_registry, selected_plugins
 from fhirpipes.records import parse_record
 from fhirpipes.testing.stream import make_record
-
-
-def plugin(*mappers: Mapper) -> types.SimpleNamespace:
-    @hookimpl
-    def register_mappers(register: Callable[[Mapper], None]) -> None:
-        for mapper in mappers:
-            register(mapper)
-
-    return types.SimpleNamespace(register_mappers=register_mappers)
-
 
 PATIENTS = Mapper(table="Patients", resource_type="Patient", template="patient.json.j2")
 

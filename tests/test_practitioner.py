@@ -1,4 +1,4 @@
-"""The built-in Practitioner mapper: golden files, the NPI check, and its item shape.
+"""The built-in Practitioner mapper: the conformance kit, golden files, the NPI check, and its item shape.
 
 Regenerate the expected files only on purpose, then review the diff:
 ``FHIRPIPES_REGENERATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_practitioner.py``.
@@ -11,6 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import builders
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -18,16 +19,22 @@ from hypothesis import strategies as st
 import fhirpipes_practitioner
 from fhirpipes.dispatch import Dispatcher
 from fhirpipes.plugins import load_registry
-from fhirpipes.settings import Settings
-from fhirpipes.testing import golden
+from fhirpipes.testing import MapperConformanceTests, golden
 from fhirpipes_practitioner import PRACTITIONER, QUALIFICATION_CODES, QUALIFICATION_SYSTEM, luhn_valid, npi
 
 CASES = golden.cases(Path(__file__).parent / "golden" / "practitioner")
 
 
+class TestPractitioner(MapperConformanceTests):
+    """The kit's checks, run on the built-in mapper like on any plugin."""
+
+    plugin = "practitioner"
+    mapper = PRACTITIONER
+
+
 @pytest.fixture(scope="module")
 def dispatcher() -> Dispatcher:
-    return Dispatcher(load_registry(only=["practitioner"]), Settings())
+    return builders.dispatcher(plugins=["practitioner"])
 
 
 def test_golden_cases_cover_every_kind_of_change_and_error() -> None:
@@ -96,7 +103,7 @@ def test_npi_accepts_valid_numbers(value: object) -> None:
     "value", ["1234567890", "123456789", "12345678931", "12345678x3", "١٢٣٤٥٦٧٨٩٣", True, 1.5]
 )
 def test_npi_refuses_wrong_numbers_without_quoting_them(value: object) -> None:
-    from fhirpipes.conversions import ConversionError
+    from fhirpipes import ConversionError
 
     with pytest.raises(ConversionError) as info:
         npi(value)
@@ -105,7 +112,7 @@ def test_npi_refuses_wrong_numbers_without_quoting_them(value: object) -> None:
 
 def test_npi_refuses_null_as_a_required_value() -> None:
     # A NULL npi used to pass through and give a Practitioner without its identifier.
-    from fhirpipes.conversions import ConversionError
+    from fhirpipes import ConversionError
 
     with pytest.raises(ConversionError, match="npi is required"):
         npi(None)

@@ -12,6 +12,7 @@ import pytest
 from sink_fakes import FakeClock, FakeFhir, LambdaContext, refusal, serving
 
 from fhirpipes.dispatch import Dispatcher
+from fhirpipes.errors import ConfigurationError
 from fhirpipes.plugins import load_registry
 from fhirpipes.sink import Sink, SinkSettings
 from fhirpipes.sink.auth import SecretBearer
@@ -430,3 +431,65 @@ def test_client_credentials_give_a_token_used_until_a_401(fake: FakeFhir, clock:
     fake.tokens.append("token-revoked-and-reissued")  # the server no longer takes token-1
     assert sink.deliver([put("e3", "c", 3)], LambdaContext(clock)) == failures()
     assert fake.tokens[-1] == "token-3" and "Patient/c" in fake.store  # 401, a new token, the retry
+
+
+def test_deliver_outcomes_says_what_became_of_each_event(
+    fake: FakeFhir, clock: FakeClock, fhirpipes_log: list[str]
+) -> None:
+    sink = sink_for(fake, clock)
+    fake.put("Patient/s", put("x", "s", 9)["details"]["entity"])
+    fake.fault("PUT", "Patient/r", refusal("Patient.birthDate", "'1991-02-30' is not a valid date"))
+    fake.fault("GET", "Patient/f", *[(503, {}, None)] * 1000)
+    batch = [
+        put("w", "w", 1),
+        put("s", "s", 8),  # older than the stored state
+        put("p", "s", 9),  # the stored state itself
+        put("r", "r", 1, birthDate="1991-02-30"),
+        error_event("bad", "SECRET-VALUE-42"),
+        put("f1", "f", 1),
+        put("f2", "f", 2),
+    ]
+    results = sink.deliver_outcomes(batch, LambdaContext(clock, 20))
+    assert [result.outcome for result in results] == [
+        "written",
+        "stale",
+        "replayed",
+        "refused",
+        "undelivered",
+        "failed",
+        "blocked",
+    ]
+    assert results[3].status == 422 and results[3].issues[0]["expression"] == ["Patient.birthDate"]
+    assert results[5].reason == "GET Patient: HTTP 503, and no time left to retry"
+    assert not any("1991-02-30" in str(result) or "SECRET" in str(result) for result in results)
+    # deliver is built on it: the same batch gives back the failed and the blocked
+    fake.faults.clear()
+    fake.fault("GET", "Patient/f", *[(503, {}, None)] * 1000)
+    fake.fault("PUT", "Patient/r", refusal("Patient.birthDate", "'1991-02-30' is not a valid date"))
+    assert sink.deliver(batch, LambdaContext(clock, 20)) == failures("f1", "f2")
+
+
+def test_deliver_outcomes_calls_failed_what_the_error_destination_lost(
+    fake: FakeFhir, clock: FakeClock
+) -> None:
+    sink = sink_for(fake, clock, FakeSqs(fail=True))
+    fake.fault("PUT", "Patient/r", refusal("Patient.birthDate", "'1991-02-30' is not a valid date"))
+    results = sink.deliver_outcomes([put("r", "r", 1), error_event("bad", "v")], LambdaContext(clock))
+    assert [(result.outcome, result.reason) for result in results] == [
+        ("failed", "the error destination did not take it"),
+        ("failed", "the error destination did not take it"),
+    ]
+
+
+def test_the_handler_without_a_url_fails_with_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import fhirpipes.sink as sink
+
+    monkeypatch.delenv("FHIRPIPES_FHIR_URL", raising=False)
+    sink._sink.cache_clear()
+    try:
+        with pytest.raises(
+            ConfigurationError, match=r"^FHIRPIPES_FHIR_URL must be the FHIR server's base URL"
+        ):
+            sink.handler([], None)
+    finally:
+        sink._sink.cache_clear()

@@ -13,8 +13,8 @@ import pytest
 from medplum import medplum
 
 from fhirpipes.dispatch import Dispatcher
-from fhirpipes.plugins import load_registry
 from fhirpipes.sink import Sink, SinkSettings
+from fhirpipes.sink.outcome import Result
 from fhirpipes.sink.transport import Response
 from fhirpipes.testing.stream import make_record
 
@@ -25,11 +25,6 @@ pytestmark = pytest.mark.slow  # starts node
 def fhir_url() -> Iterator[str]:
     with medplum() as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def dispatcher() -> Dispatcher:
-    return Dispatcher(load_registry(only=["patient"]))
 
 
 @pytest.fixture(params=[1, 20], ids=["requests", "bundles"])
@@ -175,6 +170,48 @@ def test_a_write_racing_ours_makes_the_server_answer_412_and_the_sink_judge_agai
     assert sink.deliver([mine]) == {"batchItemFailures": []}
     assert statuses == [412]  # the real server refused the stale If-Match; re-read, ours is older
     assert read(fhir_url, path)[1]["name"][0]["family"] == "Theirs"
+
+
+def backfilled(new: dict[str, Any], time: str = "2026-12-01T00:00:00.000Z") -> dict[str, Any]:
+    """An item of the table's export, as the INSERT a backfill maps: ``meta.source`` is the export's."""
+    record = make_record("Patients", new=new)
+    table = record["eventSourceARN"].partition("/stream/")[0]
+    record["eventSourceARN"] = f"{table}/export/01764547200000-a1b2c3d4"
+    record["dynamodb"]["SequenceNumber"] = time
+    return record
+
+
+def outcomes(sink: Sink, events: list[dict[str, Any]]) -> list[str]:
+    return [result.outcome for result in sink.deliver_outcomes(events)]
+
+
+def test_a_backfilled_state_never_replaces_the_streams(
+    fhir_url: str, sink: Sink, dispatcher: Dispatcher
+) -> None:
+    ident = key(sink, "stream-first")
+    [live] = dispatcher.map_batch(records((item(ident), item(ident, lastName="Live")), start=1000))
+    [snapshot] = dispatcher.map_batch([backfilled(item(ident, lastName="Snapshot"))])
+    assert snapshot["details"]["entity"]["meta"]["source"].endswith("#2026-12-01T00:00:00.000Z")
+    assert outcomes(sink, [live]) == ["written"]
+    assert sink.deliver_outcomes([snapshot]) == [Result("stale")]
+    path = f"Patient/{live['details']['entity']['id']}"
+    status, stored = read(fhir_url, path)
+    assert status == 200 and without_server_meta(stored) == live["details"]["entity"]
+    assert versions(fhir_url, path) == 1
+
+
+def test_the_streams_state_replaces_a_backfilled_one(
+    fhir_url: str, sink: Sink, dispatcher: Dispatcher
+) -> None:
+    ident = key(sink, "backfill-first")
+    [snapshot] = dispatcher.map_batch([backfilled(item(ident, lastName="Snapshot"))])
+    [live] = dispatcher.map_batch(records((item(ident), item(ident, lastName="Live")), start=1100))
+    assert outcomes(sink, [snapshot]) == ["written"]
+    assert sink.deliver_outcomes([snapshot]) == [Result("replayed")]  # a rerun of the backfill
+    assert outcomes(sink, [live]) == ["written"]
+    path = f"Patient/{live['details']['entity']['id']}"
+    assert without_server_meta(read(fhir_url, path)[1]) == live["details"]["entity"]
+    assert versions(fhir_url, path) == 2
 
 
 def test_the_lambda_handler_reads_its_settings(fhir_url: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -286,6 +286,7 @@ def _start_import(job: Any, options: dict[str, Any], aws: Any) -> dict[str, Any]
         role_arn=options["role_arn"],
         job_name=f"fhirpipes-backfill-{job.snapshot.table}"[:64],
         client_token=_client_token(job),
+        s3_client=aws.client("s3"),  # counts the files (at most 10,000 per import) before the call
     )
     return {"jobId": job_id, "input": data_uri, "datastoreId": options["datastore_id"]}
 

@@ -73,7 +73,9 @@ def prepare(
     if target is not None:
         from fhirpipes.backfill.store import StoreWriter
 
-        StoreWriter(target, fhir_auth, dict(os.environ)).check()
+        writer = StoreWriter(target, fhir_auth, dict(os.environ))
+        writer.check()
+        writer.prepare()  # the server answers, and is a FHIR server, before any item is read
     job = State(Folder(state, source.aws)).begin(job)
     return job, partitions
 

@@ -54,7 +54,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
@@ -510,32 +510,11 @@ class FhirTarget(Target):
         self._undelivered: list[Undelivered] = []
 
     def check(self) -> None:
-        parts = urlsplit(self.url)
-        if "@" in parts.netloc:  # said without the URL: it would quote the credentials
-            raise ConfigurationError("fhir target: no credentials in the URL; use --fhir-auth")
-        try:
-            parts.port  # noqa: B018 (raises ValueError for a port that is not a number)
-        except ValueError:
-            parts = parts._replace(netloc="")
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigurationError(f"{self.name}: give the FHIR base URL, fhir:http(s)://HOST[:PORT]/PATH")
-        auth = self.auth.strip() or "none"
-        if auth not in ("none", "sigv4") and not (auth.startswith("secret:") and len(auth) > 7):
-            raise ConfigurationError(
-                f"{self.name}: --fhir-auth (or FHIRPIPES_FHIR_AUTH) must be none, sigv4 or secret:<ARN or name>"
-            )
-        try:
-            self.settings()  # the Lambda's own checks of its other settings
-        except ConfigurationError as exc:
-            raise ConfigurationError(f"{self.name}: {exc}") from None
+        fhir_settings(self.url, self.auth, self._environ, self.name)
 
     def settings(self) -> SinkSettings:
         """The sink's settings: this URL and auth, the rest from the environment, no error queue."""
-        from fhirpipes.sink.settings import SinkSettings
-
-        environ = {**self._environ, "FHIRPIPES_FHIR_URL": self.url, "FHIRPIPES_FHIR_AUTH": self.auth}
-        environ.pop("FHIRPIPES_SINK_ERROR_QUEUE", None)
-        return SinkSettings.from_env(environ)
+        return fhir_settings(self.url, self.auth, self._environ, self.name)
 
     def prepare(self) -> None:
         """Build the sink and ask the server for its CapabilityStatement (reachable? a FHIR base?)."""
@@ -586,6 +565,37 @@ class FhirTarget(Target):
             self._sink = Sink(self.settings())
         self._sink.destination = _Collect(self._undelivered)  # type: ignore[assignment]
         return self._sink
+
+
+def fhir_settings(url: str, auth: str, environ: Mapping[str, str], name: str) -> SinkSettings:
+    """The sink's settings for a FHIR base ``url`` and ``auth`` (``FHIRPIPES_FHIR_AUTH``'s forms), the
+    rest from ``environ`` as the Lambda reads it, no error queue; checked, without the network.
+
+    A bad value is a `ConfigurationError` that starts with ``name`` (and never quotes credentials).
+    Shared by `FhirTarget` and the backfill's store writer (`fhirpipes.backfill.store`).
+    """
+    from fhirpipes.sink.settings import SinkSettings
+
+    parts = urlsplit(url)
+    if "@" in parts.netloc:  # said without the URL: it would quote the credentials
+        raise ConfigurationError("fhir target: no credentials in the URL; use --fhir-auth")
+    try:
+        parts.port  # noqa: B018 (raises ValueError for a port that is not a number)
+    except ValueError:
+        parts = parts._replace(netloc="")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(f"{name}: give the FHIR base URL, fhir:http(s)://HOST[:PORT]/PATH")
+    auth = auth.strip() or "none"
+    if auth not in ("none", "sigv4") and not (auth.startswith("secret:") and len(auth) > 7):
+        raise ConfigurationError(
+            f"{name}: --fhir-auth (or FHIRPIPES_FHIR_AUTH) must be none, sigv4 or secret:<ARN or name>"
+        )
+    settings = {**environ, "FHIRPIPES_FHIR_URL": url, "FHIRPIPES_FHIR_AUTH": auth}
+    settings.pop("FHIRPIPES_SINK_ERROR_QUEUE", None)
+    try:
+        return SinkSettings.from_env(settings)  # the Lambda's own checks of its other settings
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{name}: {exc}") from None
 
 
 class _Collect:

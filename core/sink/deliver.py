@@ -59,7 +59,22 @@ class Sink:
     def deliver(self, batch: Any, context: Any = None) -> dict[str, list[dict[str, str]]]:
         """Deliver a Pipe's batch; returns the ``batchItemFailures`` to retry, in the batch's order."""
         events = batch if isinstance(batch, list) else [batch]
-        deadline = Deadline.of(context, clock=self._clock)
+        results = self.deliver_outcomes(events, context)
+        return {"batchItemFailures": _failures(events, results)}
+
+    def deliver_outcomes(
+        self, events: list[Any], context: Any = None, *, deadline: Deadline | None = None
+    ) -> list[Result]:
+        """Deliver ``events`` as `deliver` does; returns what became of each, in order.
+
+        Each `Result`'s outcome is one of: ``written``, ``deleted``, ``absent`` (deleted already),
+        ``stale`` (the store holds a later state), ``replayed`` (it holds this one), ``refused`` (the
+        server refused it: the error destination has it; ``status`` and ``issues`` say why),
+        ``undelivered`` (an error event, or not a fhirpipes event: the error destination has it),
+        ``failed`` (retryable: ``reason`` or ``status`` may say why) or ``blocked`` (an earlier
+        event for its resource failed). ``deadline``: when to stop trying (default: from ``context``).
+        """
+        deadline = deadline or Deadline.of(context, clock=self._clock)
         sent_before = self.client.requests
         groups: dict[tuple[str, str], list[int]] = {}
         results: list[Result | None] = [None] * len(events)
@@ -91,24 +106,27 @@ class Sink:
             for indexes in work:
                 run(indexes)
 
+        refused = set()
         for index, result in enumerate(results):
             if result is not None and result.outcome == "refused":
                 item = Undelivered(
                     _event_id(events[index]), "refused", events[index], result.status, result.issues
                 )
                 undelivered.append((index, item))
+                refused.add(index)
         lost = self.destination.send([item for _, item in sorted(undelivered, key=lambda pair: pair[0])])
         for index, item in undelivered:
-            results[index] = Result("failed" if item.event_id in lost else "undelivered", item.status)
+            if item.event_id in lost:
+                results[index] = Result("failed", item.status, reason="the error destination did not take it")
+            elif index not in refused:
+                results[index] = Result("undelivered", item.status)
 
-        failures = []
+        final = [result if result is not None else Result("failed") for result in results]
         counts: dict[str, int] = {}
-        for index, result in enumerate(results):
-            outcome = result.outcome if result is not None else "failed"
+        for result in final:
+            # refused ones count as undelivered, as they always have in this log line
+            outcome = "undelivered" if result.outcome == "refused" else result.outcome
             counts[outcome] = counts.get(outcome, 0) + 1
-            event_id = _event_id(events[index])
-            if outcome in ("failed", "blocked") and event_id is not None:
-                failures.append({"itemIdentifier": event_id})
         logger.info(
             "batch delivered",
             extra={
@@ -116,11 +134,11 @@ class Sink:
                     "events": len(events),
                     **counts,
                     "requests": self.client.requests - sent_before,
-                    "batchItemFailures": len(failures),
+                    "batchItemFailures": len(_failures(events, final)),
                 }
             },
         )
-        return {"batchItemFailures": failures}
+        return final
 
     def _one(self, event: Mapping[str, Any], deadline: Deadline) -> Result:
         details = event["details"]
@@ -142,7 +160,7 @@ class Sink:
                     }
                 },
             )
-            return Result("failed")
+            return Result("failed", reason=str(exc))
 
     def _put(self, path: str, entity: Mapping[str, Any], deadline: Deadline) -> Result:
         if self.settings.guard == "none":
@@ -216,6 +234,16 @@ class Sink:
             if isinstance(resource, Mapping):
                 return resource
         return None
+
+
+def _failures(events: list[Any], results: list[Result]) -> list[dict[str, str]]:
+    """The Pipe's ``batchItemFailures``: the failed and blocked events (that have an eventID)."""
+    failures = []
+    for event, result in zip(events, results, strict=True):
+        event_id = _event_id(event)
+        if result.outcome in ("failed", "blocked") and event_id is not None:
+            failures.append({"itemIdentifier": event_id})
+    return failures
 
 
 def _written(response: Response, outcome: str) -> Result:

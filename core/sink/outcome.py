@@ -12,8 +12,10 @@ AUTH_STATUSES = (401, 403)  # the function's permission or token: fix it and the
 class Result(NamedTuple):
     """What became of one event: ``written``, ``deleted``, ``absent`` (deleted already), ``stale``
     (a later state is stored), ``replayed`` (this state is stored), ``refused``, ``failed``,
-    ``blocked`` (an earlier event for its resource failed), ``undelivered`` (error events)."""
+    ``blocked`` (an earlier event for its resource failed), ``undelivered`` (error events).
+    ``reason``: why it failed, when known (never a value: the sink's errors name kinds, not ids)."""
 
     outcome: str
     status: int | None = None
     issues: tuple[Mapping[str, Any], ...] = ()
+    reason: str | None = None

@@ -22,7 +22,8 @@ import click
 
 from fhirpipes.errors import FhirpipesError
 from fhirpipes.plugins import entry_points, load_registry
-from fhirpipes.testing.conformance import CheckResult, MapperConformanceTests, checks_of, run_checks
+from fhirpipes.testing.conformance import MapperConformanceTests
+from fhirpipes.testing.runner import CheckResult, checks_of, run_checks
 
 _MARKS = {"passed": "PASS", "failed": "FAIL", "skipped": "SKIP"}
 _COLORS = {"passed": "green", "failed": "red", "skipped": "yellow"}

@@ -14,10 +14,13 @@ dialect suite work::
 Every check is an ordinary ``test_*`` method: override one to adapt or replace it, or set a
 capability flag (``handles_deletes``, ``supports_soft_delete``, ``skips_unchanged``,
 ``published``) to skip what the mapper declares it doesn't do. The same methods run without
-pytest in ``fhirpipes conformance`` (`run_checks`), so every assertion carries its own message.
+pytest in ``fhirpipes conformance`` (`fhirpipes.testing.runner`), so every assertion carries its
+own message.
 
 Mapping goes through the core's own path: `fhirpipes.plugins.load_registry` and
-`fhirpipes.dispatch.Dispatcher`, with records built as a DynamoDB stream delivers them.
+`fhirpipes.dispatch.Dispatcher`, with records built as a DynamoDB stream delivers them. The
+checks' helpers live beside this module: item surgery (`fhirpipes.testing.items`), log capture
+(`fhirpipes.testing.logcapture`), and what a template reads (`fhirpipes.engine.analysis`).
 """
 
 from __future__ import annotations
@@ -26,23 +29,31 @@ import copy
 import dataclasses
 import importlib.resources
 import json
-import logging
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, ClassVar, NoReturn
 
-from jinja2 import nodes
-
 from fhirpipes.dispatch import Dispatcher, Outcome
-from fhirpipes.errors import ErrorCode, FhirpipesError, InvalidResourceError, RecordError, RenderError
+from fhirpipes.errors import ErrorCode, InvalidResourceError, RecordError, RenderError
 from fhirpipes.hookspecs import hookimpl
-from fhirpipes.logs import LOGGER_NAME, JsonFormatter
 from fhirpipes.mapper import Mapper
 from fhirpipes.plugins import Registry, entry_points, load_registry
 from fhirpipes.settings import Settings
+from fhirpipes.testing.items import (
+    is_number,
+    leaves,
+    numbers,
+    show,
+    strings,
+    value_at,
+    with_value,
+    without_value,
+)
+from fhirpipes.testing.logcapture import capture_logs
+from fhirpipes.testing.runner import CheckSkipped
 from fhirpipes.testing.stream import make_record
 
 HOSTILE_STRINGS: tuple[str, ...] = (
@@ -79,12 +90,6 @@ BROKEN_CODES = frozenset(
     }
 )
 """Record-error codes that mean the template itself broke (half-rendered JSON and the like)."""
-
-_DICT_METHODS = frozenset(name for name in dir(dict) if not name.startswith("_"))
-
-
-class CheckSkipped(Exception):
-    """A check does not apply to this mapper (raised instead of pytest's skip outside pytest)."""
 
 
 @dataclasses.dataclass
@@ -200,6 +205,8 @@ class MapperConformanceTests:
         """The item's key attributes."""
         if self.key_attributes is not None:
             return tuple(self.key_attributes)
+        from fhirpipes.engine.analysis import template_reads  # parses with Jinja: only when asked
+
         mapper = self.get_mapper()
         return template_reads(mapper.template_package, mapper.template, "keys")[0] or ("id",)
 
@@ -207,6 +214,8 @@ class MapperConformanceTests:
         """The attributes an item can't do without."""
         if self.required_attributes is not None:
             return tuple(self.required_attributes)
+        from fhirpipes.engine.analysis import template_reads  # parses with Jinja: only when asked
+
         mapper = self.get_mapper()
         return template_reads(mapper.template_package, mapper.template, "new")[0]
 
@@ -466,17 +475,17 @@ class MapperConformanceTests:
         """
         keys = set(self.get_key_attributes())
         for index, item in enumerate(self.get_samples()):
-            verbatim = set(_strings(self.mapped_entity(item, f"sample {index}")))
-            paths = [path for path, value in _leaves(item) if isinstance(value, str)]
+            verbatim = set(strings(self.mapped_entity(item, f"sample {index}")))
+            paths = [path for path, value in leaves(item) if isinstance(value, str)]
             for hostile in HOSTILE_STRINGS:
                 for path in paths:
-                    original = _get(item, path)
-                    mutated = _set(item, path, hostile)
+                    original = value_at(item, path)
+                    mutated = with_value(item, path, hostile)
                     result = self.map_item(mutated)
-                    where = f"sample {index}, {_show(path)} = {hostile!r}"
+                    where = f"sample {index}, {show(path)} = {hostile!r}"
                     self.assert_refused_cleanly(result, where)
                     if result.entity is not None and original in verbatim:
-                        assert hostile in set(_strings(result.entity)), (
+                        assert hostile in set(strings(result.entity)), (
                             f"{where}: the value did not come through intact (the sample's value "
                             "appears verbatim in its output, this one doesn't)"
                         )
@@ -484,7 +493,7 @@ class MapperConformanceTests:
                 mutated = copy.deepcopy(item)
                 for path in paths:
                     if path[0] not in keys:
-                        mutated = _set(mutated, path, hostile)
+                        mutated = with_value(mutated, path, hostile)
                 result = self.map_item(mutated)
                 self.assert_refused_cleanly(result, f"sample {index}, every string = {hostile!r}")
 
@@ -492,9 +501,9 @@ class MapperConformanceTests:
         """Numbers reach the output exactly: no float rounding, no truncation."""
         checked = 0
         for index, item in enumerate(self.get_samples()):
-            output_numbers = set(_numbers(self.mapped_entity(item, f"sample {index}")))
-            for path, value in _leaves(item):
-                if not _is_number(value) or Decimal(str(value)) not in output_numbers:
+            output_numbers = set(numbers(self.mapped_entity(item, f"sample {index}")))
+            for path, value in leaves(item):
+                if not is_number(value) or Decimal(str(value)) not in output_numbers:
                     continue
                 integral = Decimal(str(value)) == Decimal(str(value)).to_integral_value()
                 candidates = (
@@ -504,18 +513,18 @@ class MapperConformanceTests:
                 )
                 survived = 0
                 for candidate in candidates:
-                    result = self.map_item(_set(item, path, candidate))
-                    where = f"sample {index}, {_show(path)} = {candidate}"
+                    result = self.map_item(with_value(item, path, candidate))
+                    where = f"sample {index}, {show(path)} = {candidate}"
                     if result.entity is None:
                         assert result.error is not None and result.error.code in REFUSAL_CODES, (
                             f"{where}: {result.describe()}"
                         )
                         continue
-                    assert candidate in set(_numbers(result.entity)), (
+                    assert candidate in set(numbers(result.entity)), (
                         f"{where}: the number did not reach the output exactly (rounded or truncated?)"
                     )
                     survived += 1
-                assert survived, f"sample {index}, {_show(path)}: no test number mapped at all"
+                assert survived, f"sample {index}, {show(path)}: no test number mapped at all"
                 checked += 1
         if not checked:
             self.skip("no numeric attribute of the samples reaches the output")
@@ -553,11 +562,11 @@ class MapperConformanceTests:
         """Without any one attribute, an item maps or is refused cleanly, never half-rendered."""
         keys = set(self.get_key_attributes())
         for index, item in enumerate(self.get_samples()):
-            for path, _value in _leaves(item, containers=True):
+            for path, _value in leaves(item, containers=True):
                 if path[0] in keys:
                     continue
-                result = self.map_item(_delete(item, path))
-                self.assert_refused_cleanly(result, f"sample {index} without {_show(path)}")
+                result = self.map_item(without_value(item, path))
+                self.assert_refused_cleanly(result, f"sample {index} without {show(path)}")
 
     empty_values: ClassVar[tuple[Any, ...]] = ("", None, "   ")
     """What `test_empty_values_invent_nothing` sets each attribute to: empty, NULL, whitespace."""
@@ -580,14 +589,14 @@ class MapperConformanceTests:
                 return self.map_raw(self.record_for(variant, event_id="empty-values", sequence_number="1"))
 
             sample = mapped(item).entity
-            known = {json.dumps(leaf, default=str) for _, leaf in _leaves(sample)}
-            for path, _value in _leaves(item, containers=True):
+            known = {json.dumps(leaf, default=str) for _, leaf in leaves(sample)}
+            for path, _value in leaves(item, containers=True):
                 if path[0] in keys:
                     continue
-                without = mapped(_delete(item, path))
+                without = mapped(without_value(item, path))
                 for empty in self.empty_values:
-                    result = mapped(_set(item, path, empty))
-                    where = f"sample {index}, {_show(path)} = {empty!r}"
+                    result = mapped(with_value(item, path, empty))
+                    where = f"sample {index}, {show(path)} = {empty!r}"
                     self.assert_refused_cleanly(result, where)
                     if result.error is not None:
                         assert result.error.code in REFUSAL_CODES, (
@@ -595,7 +604,7 @@ class MapperConformanceTests:
                         )
                         continue
                     if without.error is not None:  # required: see the docstring
-                        made = {json.dumps(leaf, default=str) for _, leaf in _leaves(result.entity)} - known
+                        made = {json.dumps(leaf, default=str) for _, leaf in leaves(result.entity)} - known
                         assert not made, (
                             f"{where}: the output holds values the sample's own output doesn't "
                             "(an empty value turned into text?)"
@@ -612,28 +621,33 @@ class MapperConformanceTests:
 
     def test_no_record_value_in_errors_or_logs(self) -> None:
         """No record value appears in an error message or a ``fhirpipes`` log line (records are PHI)."""
+        from fhirpipes.engine import template_source
+
         mapper = self.get_mapper()
         keys = set(self.get_key_attributes())
-        known = _template_text(mapper) + mapper.table + mapper.resource_type
+        source, _ = template_source(mapper.template_package, mapper.template)
+        known = source + mapper.table + mapper.resource_type
         counter = iter(range(1_000_000))
 
         def canary() -> str:
             return f"cnry{next(counter):04d}x7q"
 
         for index, item in enumerate(self.get_samples()):
-            values = {v for _, v in _leaves(item) if isinstance(v, str) and len(v) >= 6 and v not in known}
+            values = {v for _, v in leaves(item) if isinstance(v, str) and len(v) >= 6 and v not in known}
             variants: list[tuple[str, dict[str, Any], set[str]]] = [(f"sample {index}", item, values)]
             everything = copy.deepcopy(item)
             planted: set[str] = set()
-            for path, _value in _leaves(item):
+            for path, _value in leaves(item):
                 token = canary()
                 variants.append(
-                    (f"sample {index}, {_show(path)} = <canary>", _set(item, path, token), {token})
+                    (f"sample {index}, {show(path)} = <canary>", with_value(item, path, token), {token})
                 )
-                everything = _set(everything, path, token)
+                everything = with_value(everything, path, token)
                 planted.add(token)
                 if path[0] not in keys:
-                    variants.append((f"sample {index} without {_show(path)}", _delete(item, path), values))
+                    variants.append(
+                        (f"sample {index} without {show(path)}", without_value(item, path), values)
+                    )
             variants.append((f"sample {index}, every value a canary", everything, planted))
             for where, variant, secrets in variants:
                 result = self.map_item(variant)
@@ -684,211 +698,3 @@ class MapperConformanceTests:
             assert error.line is not None, f"{where}: the error names no template line ({result.describe()})"
         if isinstance(error, InvalidResourceError):
             assert error.path is not None or error.template is not None, f"{where}: {result.describe()}"
-
-
-# ---------------------------------------------------------------- running without pytest
-
-
-@dataclasses.dataclass(frozen=True)
-class CheckResult:
-    """One check's outcome: ``passed``, ``failed`` or ``skipped``, with a message for the last two."""
-
-    check: str
-    status: str
-    message: str = ""
-
-
-def checks_of(cls: type[MapperConformanceTests]) -> list[str]:
-    """The check methods of ``cls``, base class first, in definition order."""
-    names: list[str] = []
-    for klass in reversed(cls.__mro__):
-        for name, value in vars(klass).items():
-            if name.startswith("test_") and callable(value) and name not in names:
-                names.append(name)
-    return names
-
-
-def run_checks(
-    cls: type[MapperConformanceTests], only: Callable[[str], bool] | None = None
-) -> Iterator[CheckResult]:
-    """Run the checks of ``cls`` without pytest, one fresh instance per check (as pytest does)."""
-    if not __debug__:
-        raise RuntimeError("the conformance checks are assertions: don't run Python with -O")
-    programmatic = type(cls.__name__, (cls,), {"_kit_programmatic": True, "__module__": cls.__module__})
-    for name in checks_of(cls):
-        if only is not None and not only(name):
-            continue
-        try:
-            getattr(programmatic(), name)()
-        except CheckSkipped as exc:
-            yield CheckResult(name, "skipped", str(exc))
-        except AssertionError as exc:
-            yield CheckResult(name, "failed", str(exc) or "assertion failed")
-        except (FhirpipesError, Exception) as exc:
-            yield CheckResult(name, "failed", f"{type(exc).__name__}: {exc}")
-        else:
-            yield CheckResult(name, "passed")
-
-
-# ---------------------------------------------------------------- template analysis
-
-
-def template_reads(package: str, name: str, variable: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The attributes of ``variable`` the template reads: (strictly, optionally), each sorted.
-
-    Strictly: ``new.x`` or ``new["x"]`` with no ``| default``, and never tested with ``is defined``,
-    ``"x" in new`` or read with ``new.get("x")``. Only the template itself is read, not its macros.
-    """
-    from fhirpipes.engine import template_source
-    from fhirpipes.engine.compiler import parse
-
-    source, _ = template_source(package, name)
-    strict: set[str] = set()
-    optional: set[str] = set()
-
-    def attribute(node: nodes.Node) -> str | None:
-        if isinstance(node, nodes.Getattr) and _is_name(node.node, variable):
-            return None if node.attr in _DICT_METHODS else node.attr
-        if (
-            isinstance(node, nodes.Getitem)
-            and _is_name(node.node, variable)
-            and isinstance(node.arg, nodes.Const)
-            and isinstance(node.arg.value, str)
-        ):
-            return node.arg.value
-        return None
-
-    def visit(node: nodes.Node, guarded: bool) -> None:
-        name = attribute(node)
-        if name is not None:
-            (optional if guarded else strict).add(name)
-        if isinstance(node, nodes.Filter) and node.name == "default" and node.node is not None:
-            visit(node.node, True)
-            for argument in node.args:
-                visit(argument, False)
-            return
-        if isinstance(node, nodes.Test) and node.name in ("defined", "undefined", "none"):
-            visit(node.node, True)
-            return
-        if (
-            isinstance(node, nodes.Call)
-            and isinstance(node.node, nodes.Getattr)
-            and node.node.attr == "get"
-            and _is_name(node.node.node, variable)
-            and node.args
-            and isinstance(node.args[0], nodes.Const)
-        ):
-            optional.add(str(node.args[0].value))
-        if isinstance(node, nodes.Compare) and isinstance(node.expr, nodes.Const):
-            for operand in node.ops:
-                if operand.op in ("in", "notin") and _is_name(operand.expr, variable):
-                    optional.add(str(node.expr.value))
-        for child in node.iter_child_nodes():
-            visit(child, False)
-
-    visit(parse(source, name), False)
-    return tuple(sorted(strict - optional)), tuple(sorted(optional))
-
-
-def _is_name(node: nodes.Node, name: str) -> bool:
-    return isinstance(node, nodes.Name) and node.name == name
-
-
-def _template_text(mapper: Mapper) -> str:
-    from fhirpipes.engine import template_source
-
-    return template_source(mapper.template_package, mapper.template)[0]
-
-
-# ---------------------------------------------------------------- log capture and item surgery
-
-
-class capture_logs:
-    """Collect the ``fhirpipes`` logger's lines (formatted as the Lambda writes them) at DEBUG."""
-
-    def __enter__(self) -> list[str]:
-        self.lines: list[str] = []
-        self.logger = logging.getLogger(LOGGER_NAME)
-        self.level = self.logger.level
-        formatter = JsonFormatter()
-        lines = self.lines
-
-        class _Handler(logging.Handler):
-            def emit(self, record: logging.LogRecord) -> None:
-                lines.append(formatter.format(record))
-
-        self.handler = _Handler(logging.DEBUG)
-        self.logger.addHandler(self.handler)
-        self.logger.setLevel(logging.DEBUG)
-        # The checks map thousands of records: keep their lines out of the root logger (and caplog).
-        self.propagate = self.logger.propagate
-        self.logger.propagate = False
-        return self.lines
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.logger.removeHandler(self.handler)
-        self.logger.setLevel(self.level)
-        self.logger.propagate = self.propagate
-
-
-Path_ = tuple[str | int, ...]
-
-
-def _leaves(value: Any, path: Path_ = (), *, containers: bool = False) -> Iterator[tuple[Path_, Any]]:
-    """(path, value) of every leaf of an item (and of every map/list too, with ``containers``)."""
-    if isinstance(value, Mapping):
-        if containers and path:
-            yield path, value
-        for key, item in value.items():
-            yield from _leaves(item, (*path, key), containers=containers)
-    elif isinstance(value, list):
-        if containers and path:
-            yield path, value
-        for position, item in enumerate(value):
-            yield from _leaves(item, (*path, position), containers=containers)
-    elif path:
-        yield path, value
-
-
-def _get(item: Any, path: Path_) -> Any:
-    for part in path:
-        item = item[part]
-    return item
-
-
-def _set(item: Mapping[str, Any], path: Path_, value: Any) -> dict[str, Any]:
-    copied = copy.deepcopy(dict(item))
-    target: Any = copied
-    for part in path[:-1]:
-        target = target[part]
-    target[path[-1]] = value
-    return copied
-
-
-def _delete(item: Mapping[str, Any], path: Path_) -> dict[str, Any]:
-    copied = copy.deepcopy(dict(item))
-    target: Any = copied
-    for part in path[:-1]:
-        target = target[part]
-    del target[path[-1]]
-    return copied
-
-
-def _show(path: Path_) -> str:
-    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path).lstrip(".")
-
-
-def _strings(value: Any) -> Iterator[str]:
-    for _, leaf in _leaves(value):
-        if isinstance(leaf, str):
-            yield leaf
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float | Decimal) and not isinstance(value, bool)
-
-
-def _numbers(value: Any) -> Iterator[Decimal]:
-    for _, leaf in _leaves(value):
-        if _is_number(leaf):
-            yield Decimal(str(leaf))

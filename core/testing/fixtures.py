@@ -54,7 +54,7 @@ def map_batch() -> Callable[..., list[dict[str, Any]]]:
 def fhirpipes_log() -> Iterator[list[str]]:
     """The ``fhirpipes`` logger's lines during the test (DEBUG and up), each a JSON object's text
     as the Lambda writes it; the list fills as the test runs."""
-    from fhirpipes.testing.conformance import capture_logs
+    from fhirpipes.testing.logcapture import capture_logs
 
     with capture_logs() as lines:
         yield lines

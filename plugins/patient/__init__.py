@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from fhirpipes import Mapper, SampleFile, hookimpl
 
 if TYPE_CHECKING:
-    from fhirpipes.records import StreamRecord
+    from fhirpipes import StreamRecord
 
 MRN_SYSTEM = os.environ.get("FHIRPIPES_PATIENT_MRN_SYSTEM", "urn:fhirpipes:mrn")
 BIRTH_DATE_FORMAT = os.environ.get("FHIRPIPES_PATIENT_BIRTH_DATE_FORMAT", "%m-%d-%Y")

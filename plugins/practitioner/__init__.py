@@ -22,12 +22,10 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from fhirpipes import Mapper, SampleFile, hookimpl
-from fhirpipes.conversions import ConversionError, kind_of
-from fhirpipes.engine import Missing
+from fhirpipes import ConversionError, Mapper, Missing, SampleFile, hookimpl, kind_of
 
 if TYPE_CHECKING:
-    from fhirpipes.records import StreamRecord
+    from fhirpipes import StreamRecord
 
 NPI_SYSTEM = "http://hl7.org/fhir/sid/us-npi"
 QUALIFICATION_SYSTEM = "http://terminology.hl7.org/CodeSystem/v2-0360"

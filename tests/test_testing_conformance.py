@@ -12,12 +12,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from builders import PYTESTER_ARGS
 
-from fhirpipes.mapper import Mapper, PipeSpec
 from fhirpipes.resource import model_class
-from fhirpipes.testing import MapperConformanceTests, run_checks
-from fhirpipes.testing.conformance import template_reads
 from fhirpipes.testing.schema import schema_path
 
 pytest_plugins = ["pytester"]
@@ -36,9 +33,6 @@ GOOD_TEMPLATE = """\
   "multipleBirthInteger": {{ new.birthOrder | default(none) }}
 }
 """
-
-# Inner runs skip plugins the checks don't need (hypothesis' summary alone costs a second a run).
-INNER = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:benchmark")
 
 SAMPLES = '[{"id": "k-1", "lastName": "Okafor", "firstName": "Ngozi", "gender": "F", "birthOrder": 2}]'
 
@@ -95,7 +89,7 @@ def write_plugin(
 
 
 def run(pytester: pytest.Pytester, check: str) -> pytest.RunResult:
-    return pytester.runpytest(*INNER, "-k", check, "-q")
+    return pytester.runpytest(*PYTESTER_ARGS, "-k", check, "-q")
 
 
 @pytest.fixture
@@ -110,7 +104,7 @@ def json_schema(monkeypatch: pytest.MonkeyPatch) -> str:
 
 def test_a_sound_mapper_passes_every_check(pytester: pytest.Pytester, json_schema: str) -> None:
     write_plugin(pytester, "sound")
-    result = pytester.runpytest(*INNER, "-q", "-rs")
+    result = pytester.runpytest(*PYTESTER_ARGS, "-q", "-rs")
     # Skipped: the entry point (published = False) and soft delete (it deletes).
     result.assert_outcomes(passed=16, skipped=2)
 
@@ -311,7 +305,7 @@ def test_capability_flags_skip_what_the_mapper_does_not_do(pytester: pytest.Pyte
         "flags",
         class_body="handles_deletes = False\nskips_unchanged = False\nsupports_soft_delete = False",
     )
-    result = pytester.runpytest(*INNER, "-q", "-rs", "-k", "remove or unchanged or soft")
+    result = pytester.runpytest(*PYTESTER_ARGS, "-q", "-rs", "-k", "remove or unchanged or soft")
     result.assert_outcomes(skipped=3)
 
 
@@ -334,89 +328,11 @@ def test_assertion_rewriting_reaches_the_kit_in_a_fresh_process(pytester: pytest
     """
     template = GOOD_TEMPLATE.replace('"id": {{ keys.id }}', '"id": {{ keys.id ~ "-" ~ serial }}')
     write_plugin(pytester, "fresh_random", template=template, prelude=prelude, mapper_args="context=context")
-    result = pytester.runpytest_subprocess(*INNER, "-k", "deterministic")
+    result = pytester.runpytest_subprocess(*PYTESTER_ARGS, "-k", "deterministic")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         ["*AssertionError: sample 0 maps differently the second time*", "*Differing items*"]
     )
-
-
-def test_fixtures_build_records_and_map_them(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(
-        """
-        def test_it(make_record, make_batch, map_batch, fhirpipes_log):
-            batch = make_batch("Practitioners", [{"id": "x-1", "npi": "1234567893"}])
-            batch.append(make_record("Practitioners", None, {"id": "x-1", "npi": "1234567893"}))
-            events = map_batch(batch, plugins=["practitioner"])
-            assert [event["details"]["command"] for event in events] == ["PUT", "DELETE"]
-            assert len(fhirpipes_log) == 3 and "record mapped" in fhirpipes_log[0]
-            assert "batch mapped" in fhirpipes_log[-1]
-        """
-    )
-    pytester.runpytest(*INNER, "-q").assert_outcomes(passed=1)
-
-
-def test_the_fixtures_module_has_no_side_effects() -> None:
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, logging; import fhirpipes.testing.fixtures;"
-        "assert 'fhirpipes.plugins' not in sys.modules, 'plugins loaded';"
-        "assert 'fhirpipes.testing.conformance' not in sys.modules, 'kit imported before rewriting';"
-        "assert not any(m.startswith('fhir.resources') for m in sys.modules), 'fhir.resources imported';"
-        "assert not logging.getLogger('fhirpipes').handlers, 'logging configured'"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True)
-
-
-def test_template_reads_tells_strict_from_optional_reads() -> None:
-    strict, optional = template_reads("fhirpipes.templates", "practitioner.json.j2", "new")
-    assert strict == ("npi",)
-    assert {"lastName", "gender", "qualifications"} <= set(optional)
-    assert template_reads("fhirpipes.templates", "practitioner.json.j2", "keys")[0] == ("id",)
-
-
-def test_run_checks_reports_failures_and_skips_without_pytest_machinery() -> None:
-    from fhirpipes_practitioner import PRACTITIONER
-
-    broken = Mapper(
-        table="Practitioners",
-        resource_type="Practitioner",
-        template="practitioner.json.j2",
-        context=PRACTITIONER.context,
-        samples=PRACTITIONER.samples,
-        pipe=PipeSpec(filters=({"eventName": ["INSERT"]},)),
-    )
-    checks = type("Checks", (MapperConformanceTests,), {"mapper": broken, "published": False})
-    wanted = {
-        "test_pipe_filter_is_valid",
-        "test_published_in_entry_point_group",
-        "test_samples_map_to_valid_resources",
-    }
-    results = {result.check: result for result in run_checks(checks, wanted.__contains__)}
-    assert set(results) == wanted
-    assert results["test_pipe_filter_is_valid"].status == "failed"
-    assert "drops its MODIFY" in results["test_pipe_filter_is_valid"].message
-    assert results["test_published_in_entry_point_group"].status == "skipped"
-    assert results["test_samples_map_to_valid_resources"].status == "passed"
-
-
-def test_conformance_command_prints_a_table_and_exits_zero_on_success() -> None:
-    from fhirpipes.cli import main
-
-    result = CliRunner().invoke(main, ["conformance", "practitioner", "-k", "pipe_filter"])
-    assert result.exit_code == 0, result.output
-    assert "practitioner  Practitioners  pipe_filter_is_valid  PASS" in result.output
-    assert "1 passed, 0 failed, 0 skipped" in result.output
-
-
-def test_conformance_command_refuses_unknown_plugins() -> None:
-    from fhirpipes.cli import main
-
-    result = CliRunner().invoke(main, ["conformance", "no-such-plugin"])
-    assert result.exit_code != 0
-    assert "not installed in the 'fhirpipes' entry-point group: no-such-plugin" in result.output
 
 
 def test_the_schema_check_skips_without_the_schema(
@@ -424,7 +340,7 @@ def test_the_schema_check_skips_without_the_schema(
 ) -> None:
     monkeypatch.setenv("FHIRPIPES_FHIR_SCHEMA", str(pytester.path / "nowhere.json"))
     write_plugin(pytester, "no_schema")
-    result = pytester.runpytest(*INNER, "-q", "-rs", "-k", "json_schema")
+    result = pytester.runpytest(*PYTESTER_ARGS, "-q", "-rs", "-k", "json_schema")
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["*fhir.schema.json not found*"])
 

@@ -1,4 +1,5 @@
-"""``fhirpipes conformance``'s output: rows as checks finish, one line per cause of failure, a summary."""
+"""``fhirpipes conformance`` (`fhirpipes.testing.cli`): the kit over installed plugins; rows as checks
+finish, one line per cause of failure, a summary."""
 
 from __future__ import annotations
 
@@ -14,6 +15,24 @@ from click.testing import CliRunner
 from fhirpipes.cli import main
 from fhirpipes.testing import CheckResult
 from fhirpipes.testing.cli import cause_of
+
+
+def test_conformance_command_prints_a_table_and_exits_zero_on_success() -> None:
+    from fhirpipes.cli import main
+
+    result = CliRunner().invoke(main, ["conformance", "practitioner", "-k", "pipe_filter"])
+    assert result.exit_code == 0, result.output
+    assert "practitioner  Practitioners  pipe_filter_is_valid  PASS" in result.output
+    assert "1 passed, 0 failed, 0 skipped" in result.output
+
+
+def test_conformance_command_refuses_unknown_plugins() -> None:
+    from fhirpipes.cli import main
+
+    result = CliRunner().invoke(main, ["conformance", "no-such-plugin"])
+    assert result.exit_code != 0
+    assert "not installed in the 'fhirpipes' entry-point group: no-such-plugin" in result.output
+
 
 BROKEN_TEMPLATE = """\
 {
