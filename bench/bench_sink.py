@@ -19,7 +19,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from medplum import medplum  # the test FHIR server: started here, stopped at the end
 
 from fhirpipes.dispatch import Dispatcher
-from fhirpipes.plugins import load_registry
 from fhirpipes.sink import Sink, SinkSettings
 from fhirpipes.testing.stream import make_record
 
@@ -28,7 +27,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=400)
     count = parser.parse_args().records
-    dispatcher = Dispatcher(load_registry(only=["patient"]))
+    # The default settings, whatever the environment says.
+    dispatcher = Dispatcher.from_env({}, plugins=["patient"])
 
     def events(tag: str) -> list[dict[str, object]]:
         records = [

@@ -13,10 +13,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from fhirpipes.fhirversion import VERSION_OF_PACKAGE
+
 Allowed = frozenset[str] | dict[str, frozenset[str]]
 """A code element's codes; a Coding or CodeableConcept element's codes by system."""
 
-_PACKAGES = {"fhir.resources.R4B": "R4B", "fhir.resources": "R5"}
 # A plain path, not importlib.resources: the package is always unpacked (Lambda zip, wheel install).
 _DATA = Path(__file__).with_name("bindings_data")
 
@@ -27,7 +28,7 @@ def required_bindings(cls: type) -> dict[str, Allowed]:
     Empty for a class that is not a fhir.resources R4B or R5 model, or has no such binding.
     """
     package, _, stem = cls.__module__.rpartition(".")
-    version = _PACKAGES.get(package)
+    version = VERSION_OF_PACKAGE.get(package)
     if version is None:
         return {}
     return _module(version, stem).get(cls.__name__, {})

@@ -16,8 +16,9 @@ Pipes can't take partial failures from an enrichment: raising fails and retries 
 from __future__ import annotations
 
 import logging
+import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 from fhirpipes import engine
@@ -26,7 +27,7 @@ from fhirpipes.engine.runtime import same
 from fhirpipes.errors import BatchError, ErrorCode, MalformedRecordError, RecordError
 from fhirpipes.logs import logger
 from fhirpipes.mapper import Mapper
-from fhirpipes.plugins import Registry
+from fhirpipes.plugins import Registry, load_registry
 from fhirpipes.records import StreamRecord, identify, parse_record, records_of, table_from_arn
 from fhirpipes.resource import (
     base_context,
@@ -60,6 +61,33 @@ class Dispatcher:
         self.registry = registry
         self.settings = settings or Settings()
         check_store_version(registry.mappers, self.settings.store_version)
+
+    @classmethod
+    def from_env(
+        cls,
+        environ: Mapping[str, str] = os.environ,
+        *,
+        settings: Settings | None = None,
+        plugins: Iterable[str] | None = None,
+        compile_templates: bool = False,
+    ) -> Dispatcher:
+        """The dispatcher ``environ`` configures, as the Lambda's handler builds it at cold start.
+
+        Args:
+            environ: where the ``FHIRPIPES_*`` variables are read: the settings (`Settings.from_env`)
+                and the plugins to load (``FHIRPIPES_PLUGINS``, else all installed).
+            settings: these instead of ``environ``'s.
+            plugins: these entry-point names instead of ``FHIRPIPES_PLUGINS``'s.
+            compile_templates: compile every mapper's template now, so that a broken one is refused
+                before any work starts (a local run, a backfill). The Lambda leaves it to first use:
+                a cold start then pays for the one table its batch holds, not for all of them.
+        """
+        settings = settings if settings is not None else Settings.from_env(environ)
+        registry = load_registry(only=plugins, environ=environ)
+        if compile_templates:
+            for mapper in registry.mappers:
+                engine.check_template(mapper.template_package, mapper.template)
+        return cls(registry, settings)
 
     def map_batch(
         self,

@@ -33,14 +33,13 @@ from pydantic_core import to_jsonable_python
 
 from fhirpipes.bindings import Allowed, required_bindings
 from fhirpipes.errors import ErrorCode
+from fhirpipes.fhirversion import VERSION_OF_PACKAGE
 from fhirpipes.invariants import Invariant, invariants
 from fhirpipes.primitives import CONTROL_RULE, Check, checker
 
 _Element = tuple[str, str, bool, "tuple[str, str] | None", "Allowed | None", "Check | None"]
 """(JSON key, model field, is primitive, (extension field, its JSON key) or None, required binding,
 the check of its FHIR primitive type)."""
-
-_VERSIONS = {"fhir.resources.R4B": "R4B", "fhir.resources": "R5"}
 
 
 class ElementError(ValueError):
@@ -119,7 +118,7 @@ def _plan(
     fields = cls.model_fields
     aliases = cls.get_alias_mapping()
     bindings = required_bindings(cls)
-    version = _VERSIONS.get(cls.__module__.rpartition(".")[0], "")
+    version = VERSION_OF_PACKAGE.get(cls.__module__.rpartition(".")[0], "")
     elements: list[_Element] = []
     for element in cls.elements_sequence():
         field = aliases[element]

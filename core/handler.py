@@ -21,12 +21,11 @@ from typing import Any
 
 from fhirpipes import logs, metrics
 from fhirpipes.dispatch import Dispatcher
-from fhirpipes.plugins import load_registry
 from fhirpipes.settings import Settings
 
 _settings = Settings.from_env()
-logs.configure(_settings.log_level)
-dispatcher = Dispatcher(load_registry(), _settings)
+logs.configure(_settings.log_level)  # before the plugins load: a plugin's import may log
+dispatcher = Dispatcher.from_env(settings=_settings)
 _metrics = (
     metrics.EmfWriter(level=metrics.line_level(os.environ.get("AWS_LAMBDA_LOG_LEVEL")))
     if _settings.metrics

@@ -11,20 +11,21 @@ import dataclasses
 import functools
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, get_args, overload
 
 from fhirpipes.errors import PluginError
+from fhirpipes.fhirversion import FHIR_VERSIONS as FHIR_VERSIONS
+from fhirpipes.fhirversion import FhirVersion as FhirVersion
 
 if TYPE_CHECKING:
     from fhirpipes.records import StreamRecord
 
-FhirVersion = Literal["R4B", "R5"]
-FHIR_VERSIONS: tuple[str, ...] = ("R4B", "R5")
-
 DeletePolicy = Literal["delete", "ignore", "soft-delete"]
-DELETE_POLICIES: tuple[str, ...] = ("delete", "ignore", "soft-delete")
+DELETE_POLICIES: tuple[str, ...] = get_args(DeletePolicy)
 
 StartingPosition = Literal["TRIM_HORIZON", "LATEST"]
+STARTING_POSITIONS: tuple[str, ...] = get_args(StartingPosition)
+"""Where a Pipe starts reading a stream's shards (the local runner reads the same)."""
 
 ContextHook = Callable[["StreamRecord"], Mapping[str, Any]]
 """Returns extra template variables for one record (e.g. the result of a lookup)."""

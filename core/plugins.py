@@ -23,6 +23,8 @@ from fhirpipes.records import StreamRecord
 from fhirpipes.resource import has_resource_type
 
 ENTRY_POINT_GROUP = "fhirpipes"
+"""The entry-point group plugins register in (``[project.entry-points.fhirpipes]``); `fhirpipes package`
+ships the distributions that provide one."""
 PLUGINS_ENV = "FHIRPIPES_PLUGINS"
 
 
@@ -136,19 +138,23 @@ def entry_points() -> list[importlib.metadata.EntryPoint]:
 
 
 def load_registry(
-    only: Iterable[str] | None = None, *, modules: Mapping[str, ModuleType | object] | None = None
+    only: Iterable[str] | None = None,
+    *,
+    modules: Mapping[str, ModuleType | object] | None = None,
+    environ: Mapping[str, str] = os.environ,
 ) -> Registry:
     """Load plugins and build the `Registry`.
 
     Args:
-        only: entry-point names to load (default: ``FHIRPIPES_PLUGINS``, else all installed).
+        only: entry-point names to load (default: ``FHIRPIPES_PLUGINS`` of ``environ``, else all installed).
         modules: plugin objects by name to register instead of entry points (tests, embedding).
+        environ: where ``FHIRPIPES_PLUGINS`` is read.
     """
-    manager = pluggy.PluginManager("fhirpipes")
+    manager = pluggy.PluginManager(hookspecs.hookspec.project_name)
     manager.add_hookspecs(hookspecs)
     infos: dict[str, tuple[str, importlib.metadata.EntryPoint | None]] = {}
     if modules is None:
-        wanted = set(only) if only is not None else selected_plugins()
+        wanted = set(only) if only is not None else selected_plugins(environ)
         found = entry_points()
         if wanted is not None:
             unknown = wanted - {ep.name for ep in found}

@@ -21,6 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from fhirpipes.fhirversion import FHIR_VERSIONS
+
 Check = Callable[[Any], "str | None"]
 """A JSON value -> None if valid, else the broken rule (never the value)."""
 
@@ -54,7 +56,7 @@ def rules(fhir_type: str, version: str) -> dict[str, Any] | None:
 def checker(fhir_type: str, version: str) -> Check | None:
     """The check of a ``fhir_type`` value in ``version``, or None when the JSON value can't be wrong
     (booleans: fhir.resources writes only true and false)."""
-    if fhir_type == "boolean" or version not in ("R4B", "R5"):
+    if fhir_type == "boolean" or version not in FHIR_VERSIONS:
         return None
     found = rules(fhir_type, version)
     if found is None:

@@ -19,13 +19,14 @@ from fhirpipes.conversions import uuid5
 from fhirpipes.engine.runtime import Limits
 from fhirpipes.engine.values import to_json
 from fhirpipes.errors import ErrorCode, InvalidResourceError, PluginError
+from fhirpipes.fhirversion import MODEL_PACKAGES as MODEL_PACKAGES
+from fhirpipes.fhirversion import model_folder
 from fhirpipes.mapper import VERSION_EXTENSION, Mapper
 from fhirpipes.records import StreamRecord
 
 if TYPE_CHECKING:
     from fhir_core.fhirabstractmodel import FHIRAbstractModel
 
-MODEL_PACKAGES = {"R4B": "fhir.resources.R4B", "R5": "fhir.resources"}
 LINEAGE_TAG_SYSTEM = "urn:fhirpipes:source-table"
 """``meta.tag`` system naming the source table; ``meta.source`` is ``<stream ARN>#<sequence number>``."""
 
@@ -55,9 +56,8 @@ def has_resource_type(resource_type: str, fhir_version: str) -> bool:
     spec = importlib.util.find_spec("fhir.resources")  # imports only the namespace package "fhir"
     if spec is None or not spec.submodule_search_locations:
         return False
-    subfolder = package.split(".")[2:]  # "fhir.resources.R4B" -> ["R4B"]
     return any(
-        Path(location, *subfolder, f"{resource_type.lower()}.py").is_file()
+        Path(location, model_folder(fhir_version), f"{resource_type.lower()}.py").is_file()
         for location in spec.submodule_search_locations
     )
 

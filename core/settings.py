@@ -4,7 +4,7 @@
 ``FHIRPIPES_ON_ERROR``         ``emit`` (default): a record that can't be mapped becomes an
                                error event in the output; ``raise``: fail the batch so Pipes
                                retries it; ``drop``: log it and leave it out.
-``FHIRPIPES_LOG_LEVEL``        DEBUG, INFO (default), WARNING, ERROR (also read:
+``FHIRPIPES_LOG_LEVEL``        DEBUG, INFO (default), WARNING, ERROR, CRITICAL (also read:
                                ``AWS_LAMBDA_LOG_LEVEL``, as Lambda's advanced logging sets it,
                                with Lambda's names: TRACE, WARN and FATAL are read as DEBUG,
                                WARNING and CRITICAL).
@@ -15,7 +15,8 @@
 ``FHIRPIPES_SKIP_UNCHANGED``   ``true``/``false``: override every mapper's ``skip_unchanged``.
 ``FHIRPIPES_PIPE_NAMES``       JSON object, table -> Pipe name: the ``pipe`` template variable
                                (the local runner knows it; in Lambda it comes from here).
-``FHIRPIPES_MAX_RESPONSE_BYTES``  the enrichment response limit (default Pipes' 6 MB).
+``FHIRPIPES_MAX_RESPONSE_BYTES``  the enrichment response limit, a positive whole number of
+                               bytes (default Pipes' 6 MB).
 ``FHIRPIPES_FHIR_STORE_VERSION``  R4 (AWS HealthLake), R4B or R5: refuse at cold start a mapper
                                whose output that version may refuse (`fhirpipes.storeversion`).
 ``FHIRPIPES_RENDER_BUDGET``    per-record render bounds, ``name=value`` pairs separated by commas,
@@ -30,16 +31,27 @@ import json
 import os
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, get_args
 
 from fhirpipes.engine.runtime import Limits
 from fhirpipes.errors import ConfigurationError
+from fhirpipes.fhirversion import STORE_VERSIONS
 
 OnError = Literal["emit", "raise", "drop"]
-ON_ERROR_CHOICES = ("emit", "raise", "drop")
+ON_ERROR_CHOICES: tuple[str, ...] = get_args(OnError)
+"""What ``FHIRPIPES_ON_ERROR`` may say (the template's ``OnError`` parameter offers the same)."""
+LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+"""What ``FHIRPIPES_LOG_LEVEL`` may say (the template's ``LogLevel`` parameter offers the same): Python's
+names of Lambda's application log levels. CRITICAL is Lambda's FATAL: fhirpipes logs nothing at it, so
+it keeps only the metrics lines; refusing it would fail the cold start of a function set to FATAL.
+"""
+LAMBDA_LOG_LEVELS: Mapping[str, str] = MappingProxyType(
+    {"TRACE": "DEBUG", "WARN": "WARNING", "FATAL": "CRITICAL"}
+)
+"""Lambda's names (``AWS_LAMBDA_LOG_LEVEL``; also accepted in ``FHIRPIPES_LOG_LEVEL``) of `LOG_LEVELS`
+that Python's logging names otherwise; TRACE has no Python level, so it reads as DEBUG."""
 PIPES_RESPONSE_LIMIT = 6 * 1024 * 1024
-# Lambda's application log levels (AWS_LAMBDA_LOG_LEVEL) that Python's logging names otherwise.
-_LAMBDA_LEVELS = {"TRACE": "DEBUG", "WARN": "WARNING", "FATAL": "CRITICAL"}
+"""An enrichment's response limit in EventBridge Pipes (6 MB)."""
 _ON, _OFF = ("on", "true", "1", "yes"), ("off", "false", "0", "no")
 
 
@@ -67,9 +79,9 @@ class Settings(NamedTuple):
             .strip()
             .upper()
         )
-        level = _LAMBDA_LEVELS.get(level, level)
-        if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-            raise ConfigurationError("FHIRPIPES_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        level = LAMBDA_LOG_LEVELS.get(level, level)
+        if level not in LOG_LEVELS:
+            raise ConfigurationError(f"FHIRPIPES_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
         skip = environ.get("FHIRPIPES_SKIP_UNCHANGED", "").strip().lower()
         if skip not in ("", "true", "false", "1", "0", "yes", "no"):
             raise ConfigurationError("FHIRPIPES_SKIP_UNCHANGED must be true or false")
@@ -139,6 +151,6 @@ def _store_version(text: str) -> str | None:
     value = text.strip().upper()
     if not value:
         return None
-    if value not in ("R4", "R4B", "R5"):
-        raise ConfigurationError("FHIRPIPES_FHIR_STORE_VERSION must be R4, R4B or R5")
+    if value not in STORE_VERSIONS:
+        raise ConfigurationError(f"FHIRPIPES_FHIR_STORE_VERSION must be one of {', '.join(STORE_VERSIONS)}")
     return value

@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from fhirpipes.errors import PluginError
+from fhirpipes.fhirversion import STORE_VERSIONS as STORE_VERSIONS
 from fhirpipes.mapper import Mapper
-
-STORE_VERSIONS = ("R4", "R4B", "R5")
 
 
 @functools.cache

@@ -321,6 +321,22 @@ def test_what_a_pipe_cannot_take_is_refused(mappers: list[Mapper], reason: str) 
         build_template(mappers)
 
 
+def test_the_stacks_choices_are_the_settings_choices(registry_mappers: list[Mapper]) -> None:
+    """One list each: the parameters offer exactly what the function accepts, and it accepts every one."""
+    from fhirpipes.settings import LOG_LEVELS, ON_ERROR_CHOICES
+
+    parameters = build_template(registry_mappers)["Parameters"]
+    assert parameters["LogLevel"]["AllowedValues"] == list(LOG_LEVELS)
+    assert parameters["OnError"]["AllowedValues"] == list(ON_ERROR_CHOICES)
+    assert "CRITICAL" in parameters["LogLevel"]["AllowedValues"]  # Lambda's FATAL: once refused here only
+    for level in parameters["LogLevel"]["AllowedValues"]:
+        assert Settings.from_env({"FHIRPIPES_LOG_LEVEL": level}).log_level == level
+    for on_error in parameters["OnError"]["AllowedValues"]:
+        assert Settings.from_env({"FHIRPIPES_ON_ERROR": on_error}).on_error == on_error
+    assert parameters["LogLevel"]["Default"] == Settings().log_level
+    assert parameters["OnError"]["Default"] == Settings().on_error
+
+
 def test_the_cli_prints_the_template(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["template", "--target", "sqs"])
     assert result.exit_code == 0, result.output

@@ -13,7 +13,7 @@ import builders
 import pytest
 from builders import raw_mapper
 
-from fhirpipes import BatchError, Mapper, RecordError
+from fhirpipes import BatchError, ConfigurationError, Mapper, PluginError, RecordError
 from fhirpipes.dispatch import Dispatcher
 from fhirpipes.plugins import RegisteredMapper, Registry, load_registry
 from fhirpipes.records import StreamRecord
@@ -427,3 +427,45 @@ def test_a_declared_version_attribute_is_stamped_for_the_fhir_store_sink() -> No
     ]
     [error] = versioned_dispatcher.map_batch([make_record("Patients", {**item, "version": True})])
     assert error["details"]["error"]["path"] == "dynamodb.NewImage.version"
+
+
+# --- Dispatcher.from_env: the one way core wires a dispatcher -------------------------------------
+
+
+def test_from_env_reads_the_settings_and_the_plugins_from_the_environ_given() -> None:
+    built = Dispatcher.from_env(
+        {"FHIRPIPES_ON_ERROR": "drop", "FHIRPIPES_LOG_LEVEL": "warn", "FHIRPIPES_PLUGINS": "practitioner"}
+    )
+    assert (built.settings.on_error, built.settings.log_level) == ("drop", "WARNING")
+    assert built.registry.tables == ["Practitioners"]
+    everything = Dispatcher.from_env({})
+    assert everything.settings == Settings()
+    assert {"Patients", "Practitioners"} <= set(everything.registry.tables)
+
+
+def test_from_env_takes_settings_and_plugins_given_instead(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FHIRPIPES_ON_ERROR", "explode")  # never read: the settings are given
+    built = Dispatcher.from_env(
+        {"FHIRPIPES_PLUGINS": "practitioner"}, settings=Settings(on_error="raise"), plugins=["patient"]
+    )
+    assert built.settings.on_error == "raise"
+    assert built.registry.tables == ["Patients"]
+    with pytest.raises(ConfigurationError, match="FHIRPIPES_ON_ERROR"):
+        Dispatcher.from_env()
+
+
+def test_from_env_compiles_every_template_only_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fhirpipes import engine
+
+    compiled: list[tuple[str, str]] = []
+    monkeypatch.setattr(engine, "check_template", lambda package, name: compiled.append((package, name)))
+    Dispatcher.from_env({})
+    assert compiled == []
+    built = Dispatcher.from_env({}, compile_templates=True)
+    assert compiled == [(m.template_package, m.template) for m in built.registry.mappers]
+    assert compiled
+
+
+def test_from_env_refuses_a_store_version_a_mapper_may_not_suit() -> None:
+    with pytest.raises(PluginError, match="FHIRPIPES_FHIR_STORE_VERSION"):
+        Dispatcher.from_env({"FHIRPIPES_FHIR_STORE_VERSION": "R5"})

@@ -249,3 +249,11 @@ def test_stream_reads_are_retried_after_a_dropped_connection() -> None:
     [shard] = reader.readable()
     assert [r["eventID"] for r in reader.read(shard)] == ["evt-101"]
     assert len(sleeps) == 2
+
+
+def test_a_starting_position_pipes_has_not_is_refused_naming_those_it_has() -> None:
+    from fhirpipes.mapper import STARTING_POSITIONS
+
+    assert STARTING_POSITIONS == ("TRIM_HORIZON", "LATEST")
+    with pytest.raises(ConfigurationError, match=r"must be one of TRIM_HORIZON, LATEST$"):
+        StreamReader(FakeStreams(), STREAM_ARN, starting_position="AT_TIMESTAMP")  # type: ignore[arg-type]

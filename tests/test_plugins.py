@@ -32,6 +32,12 @@ def test_fhirpipes_plugins_loads_only_the_named(monkeypatch: pytest.MonkeyPatch)
     assert load_registry().tables == ["Patients"]
 
 
+def test_fhirpipes_plugins_is_read_from_the_environ_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FHIRPIPES_PLUGINS", "practitioner")
+    assert load_registry(environ={"FHIRPIPES_PLUGINS": "patient"}).tables == ["Patients"]
+    assert {"Patients", "Practitioners"} <= set(load_registry(environ={}).tables)
+
+
 def test_fhirpipes_plugins_naming_an_unknown_plugin_fails(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FHIRPIPES_PLUGINS", "patient,nosuch")
     with pytest.raises(PluginError, match="nosuch"):

@@ -110,6 +110,6 @@ def test_import_fhirpipes_loads_no_rendering_module() -> None:
     code = (
         "import sys, fhirpipes;"
         "loaded = sorted(m for m in sys.modules if m.startswith('fhirpipes.'));"
-        "assert loaded == ['fhirpipes.errors', 'fhirpipes.hookspecs', 'fhirpipes.mapper'], loaded"
+        "assert loaded == ['fhirpipes.errors', 'fhirpipes.fhirversion', 'fhirpipes.hookspecs', 'fhirpipes.mapper'], loaded"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

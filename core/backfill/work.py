@@ -161,19 +161,19 @@ def _passes_every_insert(pattern: Mapping[str, Any]) -> bool:
 @functools.cache
 def _mapping_for(environ: tuple[tuple[str, str], ...], table: str) -> tuple[Dispatcher, PipeFilters]:
     from fhirpipes.engine import check_template
-    from fhirpipes.plugins import load_registry
     from fhirpipes.settings import Settings
 
     merged = {**os.environ, **dict(environ)}
     # A poison item is an error line, never a stop: whatever FHIRPIPES_ON_ERROR says for the Lambda.
     settings = Settings.from_env(merged)._replace(on_error="emit", metrics=False)
-    registry = load_registry()
-    mappers: list[Mapper] = [mapper for mapper in registry.mappers if mapper.table == table]
+    dispatcher = Dispatcher.from_env(merged, settings=settings)
+    mappers: list[Mapper] = [mapper for mapper in dispatcher.registry.mappers if mapper.table == table]
+    # This table's templates only: another table's broken template is that table's backfill's error.
     for mapper in mappers:
         check_template(mapper.template_package, mapper.template)
     # Error lines go to errors.ndjson; a log line per failed item would only repeat them on stderr.
     logging.getLogger(LOGGER_NAME).setLevel(logging.CRITICAL)
-    return Dispatcher(registry, settings), PipeFilters([mapper.pipe_filters() for mapper in mappers])
+    return dispatcher, PipeFilters([mapper.pipe_filters() for mapper in mappers])
 
 
 def _mapping(job: Job) -> tuple[Dispatcher, PipeFilters]:

@@ -8,8 +8,9 @@ from pathlib import Path
 import click
 
 from fhirpipes.deploy import DeployError
-from fhirpipes.deploy.package import ARCHITECTURES, FHIR_LAYOUT, PYTHON_VERSIONS
+from fhirpipes.deploy.runtime import ARCHITECTURES, PYTHON_VERSIONS
 from fhirpipes.errors import FhirpipesError
+from fhirpipes.fhirversion import FHIR_VERSIONS
 
 
 def _fail(message: str) -> None:
@@ -56,7 +57,7 @@ def _csv(value: str | None) -> list[str] | None:
 @click.option(
     "--fhir-versions",
     default=None,
-    help=f"Comma-separated FHIR versions of fhir.resources to keep ({', '.join(FHIR_LAYOUT)}); "
+    help=f"Comma-separated FHIR versions of fhir.resources to keep ({', '.join(FHIR_VERSIONS)}); "
     "default: the ones the registered mappers declare.",
 )
 @click.option(

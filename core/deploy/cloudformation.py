@@ -47,8 +47,11 @@ from typing import Any
 
 from fhirpipes import metrics
 from fhirpipes.deploy import DeployError
-from fhirpipes.deploy.package import ARCHITECTURES, HANDLER, PYTHON_VERSIONS
+from fhirpipes.deploy.runtime import ARCHITECTURES, HANDLER, PYTHON_VERSIONS
 from fhirpipes.mapper import Mapper
+from fhirpipes.pipes.patterns import MAX_FILTERS, MAX_PATTERN_LENGTH, InvalidPattern, validate_filters
+from fhirpipes.plugins import PLUGINS_ENV
+from fhirpipes.settings import LOG_LEVELS, ON_ERROR_CHOICES
 
 TARGETS: tuple[str, ...] = ("logs", "sqs", "eventbridge", "fhir")
 FHIR_AUTHS: tuple[str, ...] = ("sigv4", "secret", "none")
@@ -66,11 +69,7 @@ LOG_RETENTION_DAYS: tuple[int, ...] = (
 )  # fmt: skip
 DETAIL_TYPE_PATH = "$.eventType"
 """The eventbridge target's detail-type: a Pipes dynamic path to each event's ``eventType``."""
-MAX_FILTERS = 5
-MAX_PATTERN_LENGTH = 4096
 MAX_PIPE_NAME = 64
-ON_ERROR = ("emit", "raise", "drop")
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 RESERVED_CONCURRENCY_PER_TABLE = 10
 """The default reservation per table: a Pipe invokes the function once per open stream shard."""
 ALARM_PERIOD_SECONDS = 300
@@ -98,7 +97,7 @@ CHECKOV_SKIPS: dict[str, tuple[tuple[str, str], ...]] = {
 resource's ``Metadata`` so that any checkov run on the template skips them and says why."""
 
 _ENV_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-_RESERVED_ENV = ("FHIRPIPES_PIPE_NAMES", "FHIRPIPES_ON_ERROR", "FHIRPIPES_LOG_LEVEL", "FHIRPIPES_PLUGINS")
+_RESERVED_ENV = ("FHIRPIPES_PIPE_NAMES", "FHIRPIPES_ON_ERROR", "FHIRPIPES_LOG_LEVEL", PLUGINS_ENV)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -163,8 +162,6 @@ class TablePipe:
 
 def table_pipes(mappers: Iterable[Mapper]) -> list[TablePipe]:
     """Group mappers by table, pool their filters and check them; `DeployError` if they don't fit a Pipe."""
-    from fhirpipes.pipes.patterns import InvalidPattern, validate_filters
-
     by_table: dict[str, list[Mapper]] = {}
     for mapper in mappers:
         by_table.setdefault(mapper.table, []).append(mapper)
@@ -246,7 +243,7 @@ def build_template(mappers: Iterable[Mapper], options: TemplateOptions | None = 
         "OnError": {
             "Type": "String",
             "Default": "emit",
-            "AllowedValues": list(ON_ERROR),
+            "AllowedValues": list(ON_ERROR_CHOICES),
             "Description": "A record that can't be mapped: an error event (emit), a failed batch that the "
             "Pipe retries then dead-letters (raise), or left out (drop).",
         },
@@ -344,7 +341,7 @@ def build_template(mappers: Iterable[Mapper], options: TemplateOptions | None = 
         "FHIRPIPES_LOG_LEVEL": {"Ref": "LogLevel"},
     }
     if options.plugins:
-        environment["FHIRPIPES_PLUGINS"] = ",".join(sorted(options.plugins))
+        environment[PLUGINS_ENV] = ",".join(sorted(options.plugins))
     if options.target == "fhir" and options.fhir_auth == "sigv4":
         # HealthLake speaks R4: a mapper whose output R4 may refuse fails the cold start, not the store.
         environment["FHIRPIPES_FHIR_STORE_VERSION"] = "R4"

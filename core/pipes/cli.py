@@ -36,7 +36,7 @@ from fhirpipes.pipes.patterns import InvalidPattern
 from fhirpipes.pipes.retry import describe
 from fhirpipes.pipes.runner import PipeDefinition, Runner, RunResult, StatusLine, pipe_name, summary_table
 from fhirpipes.pipes.streams import StartingPosition, stream_arn_of
-from fhirpipes.plugins import Registry, load_registry
+from fhirpipes.plugins import Registry
 from fhirpipes.settings import Settings
 
 
@@ -47,12 +47,8 @@ def build_dispatcher(settings: Settings) -> tuple[Registry, Dispatcher]:
     Not through `fhirpipes.handler`: importing that module runs the Lambda's cold start with
     the Lambda's logging set-up.
     """
-    from fhirpipes.engine import check_template
-
-    registry = load_registry()
-    for mapper in registry.mappers:
-        check_template(mapper.template_package, mapper.template)
-    return registry, Dispatcher(registry, settings)
+    dispatcher = Dispatcher.from_env(settings=settings, compile_templates=True)
+    return dispatcher.registry, dispatcher
 
 
 def select_mappers(registry: Registry, tables: Sequence[str]) -> list[Mapper]:

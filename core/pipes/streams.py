@@ -26,13 +26,14 @@ import dataclasses
 import datetime as dt
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Literal
+from typing import Any
 
 from fhirpipes.errors import ConfigurationError
 from fhirpipes.logs import logger
+from fhirpipes.mapper import STARTING_POSITIONS
+from fhirpipes.mapper import StartingPosition as StartingPosition
 from fhirpipes.pipes.retry import retrying
 
-StartingPosition = Literal["TRIM_HORIZON", "LATEST"]
 GET_RECORDS_LIMIT = 1000  # the API's maximum
 REFRESH_SECONDS = 10.0  # how often to look for new shards while reading open ones
 
@@ -128,8 +129,8 @@ class StreamReader:
         attempts: int = 5,
         backoff: float = 0.5,
     ) -> None:
-        if starting_position not in ("TRIM_HORIZON", "LATEST"):
-            raise ConfigurationError("the starting position must be TRIM_HORIZON or LATEST")
+        if starting_position not in STARTING_POSITIONS:
+            raise ConfigurationError(f"the starting position must be one of {', '.join(STARTING_POSITIONS)}")
         self.client = client
         self.stream_arn = stream_arn
         self.starting_position = starting_position

@@ -41,11 +41,9 @@ def map_batch() -> Callable[..., list[dict[str, Any]]]:
 
     def run(event: Any, plugins: Iterable[str] | None = None, **settings: Any) -> list[dict[str, Any]]:
         from fhirpipes.dispatch import Dispatcher
-        from fhirpipes.plugins import load_registry
         from fhirpipes.settings import Settings
 
-        registry = load_registry(only=list(plugins) if plugins is not None else None)
-        return Dispatcher(registry, Settings(**settings)).map_batch(event)
+        return Dispatcher.from_env(settings=Settings(**settings), plugins=plugins).map_batch(event)
 
     return run
 
