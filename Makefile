@@ -7,15 +7,28 @@ BIN := $(VENV)/bin
 # installation"): true, and not news; its warnings are UserWarnings, silenced for pip alone.
 PIP := PYTHONWARNINGS=ignore::UserWarning $(BIN)/python -m pip
 
-.PHONY: demo test lint docs bench setup-demo setup-test defs bindings fhir-server
+.PHONY: demo test test-fast lint docs bench setup-demo setup-test defs bindings fhir-server
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# Re-run on every call: fast when nothing changed, and a new module is never missed.
-setup-demo: $(BIN)/python
-	$(PIP) install --quiet -e ".[local]"
+# pip runs only when what it installs changed: a stamp in the venv per extra, newer than
+# pyproject.toml (dependencies, package list), this Makefile (how it installs) and the list of the
+# package's files. Both installs are strict editable ones, which link each file: an edited module
+# is picked up as it is, a new one (or a deleted one) needs a reinstall, which the list triggers.
+# The list is rewritten only when it changes, so that an edit alone doesn't reinstall.
+PACKAGE_FILES := $(VENV)/.package-files
+_ := $(shell mkdir -p $(VENV) && find core plugins templates -type f ! -path '*/__pycache__/*' ! -path '*/__fhirpipes_cache__/*' \
+	| LC_ALL=C sort > $(PACKAGE_FILES).new && \
+	{ cmp -s $(PACKAGE_FILES).new $(PACKAGE_FILES) && rm $(PACKAGE_FILES).new || mv $(PACKAGE_FILES).new $(PACKAGE_FILES); })
+INSTALL_INPUTS := pyproject.toml Makefile $(PACKAGE_FILES)
+
+$(VENV)/.installed-demo: $(INSTALL_INPUTS) | $(BIN)/python
+	$(PIP) install --quiet -e ".[local]" --config-settings editable_mode=strict
+	touch $@
+
+setup-demo: $(VENV)/.installed-demo
 
 # checkov (the tests scan the generated templates with it) pins older boto3, botocore, networkx and
 # packaging than ours, so it gets a venv of its own, inside ours (ignored by git, ruff and mypy alike);
@@ -31,9 +44,12 @@ $(CHECKOV_VENV)/installed-$(CHECKOV_VERSION): | $(BIN)/python
 	touch $@
 
 # editable_mode=strict: mypy sees the real package layout, and a subpackage missing from
-# pyproject's list fails here as it would in a wheel.
-setup-test: $(BIN)/python $(CHECKOV_VENV)/installed-$(CHECKOV_VERSION)
+# pyproject's list fails here as it would in a wheel. The test extra holds the demo's (local): done too.
+$(VENV)/.installed-test: $(INSTALL_INPUTS) | $(BIN)/python
 	$(PIP) install --quiet -e ".[test]" --config-settings editable_mode=strict
+	touch $@ $(VENV)/.installed-demo
+
+setup-test: $(VENV)/.installed-test $(CHECKOV_VENV)/installed-$(CHECKOV_VERSION)
 
 # The official FHIR definitions, pinned: the required bindings are generated from them
 # (scripts/gen_bindings.py) and the tests validate outputs with their JSON Schema. Into .defs/, not installed.
@@ -78,6 +94,11 @@ docs: setup-test
 
 test: lint docs defs fhir-server
 	$(BIN)/python -m pytest
+
+# The suite without the tests marked slow (servers, subprocesses, cfn-lint, regenerations, long
+# hypothesis runs; see the marker in pyproject.toml): under a minute, for the edit-test loop. No lint.
+test-fast: setup-test defs fhir-server
+	$(BIN)/python -m pytest -m "not slow"
 
 # Figures on a shared machine: only the ratios within one run mean anything (see README "Performance").
 bench: setup-test fhir-server

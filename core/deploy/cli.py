@@ -43,6 +43,17 @@ def _check_out_folder(out_dir: Path) -> None:
         raise click.ClickException(f"--out {out_dir}: {ancestor} is not writable")
 
 
+# The build's steps, told by the log line each begins with (`build_package` says what it does).
+PACKAGE_STEPS = ("install", "trim", "compile", "zip")
+_STEP_LINES = {
+    "building a wheel": "install",
+    "installing": "install",
+    "left out": "trim",
+    "compiling bytecode": "compile",
+    "compiling templates": "zip",
+}
+
+
 def _csv(value: str | None) -> list[str] | None:
     if value is None:
         return None
@@ -81,25 +92,46 @@ def _csv(value: str | None) -> list[str] | None:
     help="Entry-point name of a plugin to ship (repeatable; default: every installed plugin).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option(
+    "--progress/--no-progress", default=None, help="A progress bar [default: when stderr is a terminal]."
+)
 def package(
-    out_dir: Path, python: str, arch: str, fhir_versions: str | None, plugins: tuple[str, ...], as_json: bool
+    out_dir: Path,
+    python: str,
+    arch: str,
+    fhir_versions: str | None,
+    plugins: tuple[str, ...],
+    as_json: bool,
+    progress: bool | None,
 ) -> None:
     """Build the Lambda deployment zip: fhirpipes, the installed plugins and their dependencies,
     for the Lambda runtime's Python and architecture. Its handler is fhirpipes.handler.handler."""
     from fhirpipes.deploy.package import build_package
+    from fhirpipes.progress import ProgressBar, show_bar
 
     _check_out_folder(out_dir)  # (build_package checks --plugin before any work)
-    try:
-        result = build_package(
-            out_dir,
-            python=python,
-            arch=arch,
-            fhir_versions=_csv(fhir_versions),
-            plugins=list(plugins) or None,
-            log=lambda line: click.echo(line, err=True),
-        )
-    except FhirpipesError as exc:
-        _fail(str(exc))
+    with ProgressBar("package", len(PACKAGE_STEPS), enabled=show_bar(progress), unit="steps") as bar:
+
+        def log(line: str) -> None:
+            bar.echo(line)
+            step = next((step for start, step in _STEP_LINES.items() if line.startswith(start)), None)
+            if step is not None and PACKAGE_STEPS.index(step) > bar.done:
+                bar.advance(PACKAGE_STEPS.index(step) - bar.done)
+            if step is not None:
+                bar.describe(f"package: {step}")
+
+        try:
+            result = build_package(
+                out_dir,
+                python=python,
+                arch=arch,
+                fhir_versions=_csv(fhir_versions),
+                plugins=list(plugins) or None,
+                log=log,
+            )
+        except FhirpipesError as exc:
+            _fail(str(exc))
+        bar.advance(len(PACKAGE_STEPS) - bar.done)
     if as_json:  # the summary lists them; JSON readers get them on stderr too
         for warning in result.warnings:
             click.echo(f"warning: {warning}", err=True)

@@ -126,13 +126,32 @@ class _AboveStatus:
     def flush(self) -> None:
         self.status.stream.flush()
 
+    def isatty(self) -> bool:
+        return self.status.stream.isatty()
+
+
+log_format_option = click.option(
+    "--log-format",
+    type=click.Choice(["auto", "text", "json"]),
+    default="auto",
+    show_default=True,
+    help="Log lines on stderr: text (time, level, message, key=value; coloured unless NO_COLOR), "
+    "json (one object a line), or auto: text on a terminal, else json.",
+)
+"""The ``--log-format`` option of the commands that log (`logging_to` takes its value)."""
+
 
 @contextlib.contextmanager
-def logging_to(level: str, stream: Any) -> Iterator[None]:
-    """The ``fhirpipes`` logger as JSON lines on ``stream`` while the block runs."""
+def logging_to(level: str, stream: Any, log_format: str = "auto") -> Iterator[None]:
+    """The ``fhirpipes`` logger on ``stream`` while the block runs: as text or JSON lines (``auto``:
+    text if ``stream`` is a terminal)."""
+    from fhirpipes.progress import is_terminal, wants_color
+
+    if log_format == "auto":
+        log_format = "text" if is_terminal(stream) else "json"
     logger = logs.logger
     saved = (list(logger.handlers), logger.level, logger.propagate)
-    logs.configure(level, stream)
+    logs.configure(level, stream, log_format=log_format, color=wants_color(stream))
     try:
         yield
     finally:
@@ -222,8 +241,9 @@ def _template_option(value: str | None) -> str | None:
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
     default="WARNING",
     show_default=True,
-    help="JSON log lines on stderr (INFO: one per record and batch; ids only).",
+    help="Log lines on stderr (INFO: one per record and batch; ids only).",
 )
+@log_format_option
 def run(
     tables: tuple[str, ...],
     dead_letter_bodies: bool,
@@ -242,6 +262,7 @@ def run(
     max_seconds: float | None,
     idle_exit: float | None,
     log_level: str,
+    log_format: str,
 ) -> None:
     """Run the mappers' Pipes locally: read each table's DynamoDB stream, filter and batch as the
     Pipe declares, map through the Lambda's code path and deliver to a target, checkpointing as
@@ -266,7 +287,7 @@ def run(
         validate_input_template(input_template)
         validate_input_template(target_input_template)
         with contextlib.ExitStack() as stack:
-            stack.enter_context(logging_to(log_level.upper(), _AboveStatus(status)))
+            stack.enter_context(logging_to(log_level.upper(), _AboveStatus(status), log_format))
             settings = Settings.from_env()
             registry, dispatcher = build_dispatcher(settings)
             mappers = select_mappers(registry, tables)
@@ -407,6 +428,7 @@ __all__ = [
     "aws_failure",
     "build_dispatcher",
     "build_pipes",
+    "log_format_option",
     "logging_to",
     "plan_run",
     "report",

@@ -21,7 +21,14 @@ import click
 
 from fhirpipes.errors import FhirpipesError
 from fhirpipes.pipes.checkpoint import Checkpoints
-from fhirpipes.pipes.cli import aws_failure, build_dispatcher, build_pipes, logging_to, report
+from fhirpipes.pipes.cli import (
+    aws_failure,
+    build_dispatcher,
+    build_pipes,
+    log_format_option,
+    logging_to,
+    report,
+)
 from fhirpipes.pipes.embedded import EmbeddedAws, create_stream_table
 from fhirpipes.pipes.runner import Runner, RunResult
 from fhirpipes.pipes.targets import CloudWatchLogsTarget
@@ -157,7 +164,8 @@ def describe_event(event: Mapping[str, Any]) -> str:
     help="Deliver into this FHIR server instead (through the sink Lambda's code, as `run --target "
     "fhir:URL`), then read the resources back from it. Auth: FHIRPIPES_FHIR_AUTH (default none).",
 )
-def demo(brief: bool, max_seconds: float, fhir_url: str | None) -> None:
+@log_format_option
+def demo(brief: bool, max_seconds: float, fhir_url: str | None, log_format: str) -> None:
     """Show the whole flow on this machine, with nothing to set up: an embedded DynamoDB with
     streams, the Patients and Practitioners tables, a sequence of changes, the Pipes with their
     filters and batching, the enrichment Lambda's code, and a CloudWatch Logs target (or, with
@@ -174,7 +182,7 @@ def demo(brief: bool, max_seconds: float, fhir_url: str | None) -> None:
         except FhirpipesError as exc:
             raise click.ClickException(str(exc)) from None
     try:
-        with EmbeddedAws() as server, logging_to("CRITICAL", sys.stderr):
+        with EmbeddedAws() as server, logging_to("CRITICAL", sys.stderr, log_format):
             aws = server.config
             click.echo(
                 f"embedded DynamoDB + Streams + CloudWatch Logs at {server.endpoint_url} "
