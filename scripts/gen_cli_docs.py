@@ -49,6 +49,15 @@ command for how fhirpipes was installed.
 
 `fhirpipes conformance` exits 1 when a check fails or when nothing was checked (`-k` matched no check).
 `fhirpipes new` run inside a git checkout writes the project beside it, unless `--dir` says otherwise.
+On a terminal, long commands show a progress bar on stderr: `fhirpipes package` (its steps: install,
+trim, compile, zip), `fhirpipes conformance` (checks done), `fhirpipes backfill` (items, rate, errors,
+ETA) and `fhirpipes map` of more than 1,000 records; `--progress/--no-progress` forces it on or off. In a
+pipe, a file or CI there is no bar and no escape code. `fhirpipes conformance` prints each check's row as
+it finishes, then each cause of failure once (a broken template: one line, "12 checks failed: template
+x.json.j2, line 4: ..."), then a summary. `fhirpipes run` and `fhirpipes demo` write log lines for people
+on a terminal (time, level, message, the fields as key=value, coloured by level) and JSON lines otherwise;
+`--log-format text|json` chooses. Colour follows the terminal and [NO_COLOR](https://no-color.org).
+
 No command prints a traceback: bad input, a missing file or extra, a full disk each give one `Error:`
 line that says where and why, never a record value.
 """
