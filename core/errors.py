@@ -12,6 +12,8 @@
     │                             RenderError with code conversion-failed
     ├── fhirpipes.pipes: DeliveryError (a target refused a batch after retries),
     │   EnrichmentError (the local runner's enrichment kept failing)
+    ├── fhirpipes.backfill: SourceError (a ConfigurationError: the export or table can't be
+    │   read), HealthLakeError (an import call failed), SparkJobError (partitions failed on Spark)
     └── RecordError               one record; carries event_id, table, sequence_number; never a value
         ├── MalformedRecordError  not a stream record, bad AttributeValue JSON, ARN without a table
         ├── UnknownTableError     no mapper for the record's table (or no / several `match`es)
