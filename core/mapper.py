@@ -100,6 +100,12 @@ def _read_samples(package: str, name: str) -> tuple[Mapping[str, Any], ...]:
     return tuple(items)
 
 
+MAX_BATCH_SIZE = 10_000
+"""A Pipe's largest batch from a DynamoDB stream source."""
+MAX_BATCHING_WINDOW_SECONDS = 300
+"""A Pipe's longest batching window."""
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class PipeSpec:
     """What the mapper's EventBridge Pipe needs: one source of truth for the local runner and CloudFormation.

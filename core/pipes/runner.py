@@ -46,7 +46,7 @@ from typing import IO, Any
 from fhirpipes.dispatch import Dispatcher
 from fhirpipes.errors import ConfigurationError, FhirpipesError
 from fhirpipes.logs import logger
-from fhirpipes.mapper import Mapper
+from fhirpipes.mapper import MAX_BATCH_SIZE, MAX_BATCHING_WINDOW_SECONDS, Mapper
 from fhirpipes.pipes.checkpoint import Checkpoints
 from fhirpipes.pipes.deadletter import DeadLetters, dead_letter_path
 from fhirpipes.pipes.input_template import (
@@ -108,10 +108,14 @@ class PipeDefinition:
     target_input_template: str | None = None
 
     def __post_init__(self) -> None:
-        if not 1 <= self.batch_size <= 10_000:
-            raise ConfigurationError(f"pipe {self.name}: the batch size must be between 1 and 10000")
-        if not 0 <= self.batching_window_seconds <= 300:
-            raise ConfigurationError(f"pipe {self.name}: the batching window must be 0 to 300 seconds")
+        if not 1 <= self.batch_size <= MAX_BATCH_SIZE:
+            raise ConfigurationError(
+                f"pipe {self.name}: the batch size must be between 1 and {MAX_BATCH_SIZE}"
+            )
+        if not 0 <= self.batching_window_seconds <= MAX_BATCHING_WINDOW_SECONDS:
+            raise ConfigurationError(
+                f"pipe {self.name}: the batching window must be 0 to {MAX_BATCHING_WINDOW_SECONDS} seconds"
+            )
         validate_filters(list(self.filters))  # InvalidPattern names the reason
         validate_input_template(self.input_template)
         validate_input_template(self.target_input_template)

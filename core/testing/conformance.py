@@ -39,7 +39,7 @@ from typing import Any, ClassVar, NoReturn
 from fhirpipes.dispatch import Dispatcher, Outcome
 from fhirpipes.errors import ErrorCode, InvalidResourceError, RecordError, RenderError
 from fhirpipes.hookspecs import hookimpl
-from fhirpipes.mapper import Mapper
+from fhirpipes.mapper import MAX_BATCH_SIZE, MAX_BATCHING_WINDOW_SECONDS, Mapper
 from fhirpipes.plugins import Registry, entry_points, load_registry
 from fhirpipes.settings import Settings
 from fhirpipes.testing.items import (
@@ -674,8 +674,12 @@ class MapperConformanceTests:
         except (InvalidPattern, TypeError) as exc:
             raise AssertionError(f"the Pipe filter is not valid: {exc}") from exc
         pipe = mapper.pipe
-        assert 1 <= pipe.batch_size <= 10000, "Pipe batch size must be 1..10000 (DynamoDB streams)"
-        assert 0 <= pipe.batching_window_seconds <= 300, "Pipe batching window must be 0..300 seconds"
+        assert 1 <= pipe.batch_size <= MAX_BATCH_SIZE, (
+            f"Pipe batch size must be 1..{MAX_BATCH_SIZE} (DynamoDB streams)"
+        )
+        assert 0 <= pipe.batching_window_seconds <= MAX_BATCHING_WINDOW_SECONDS, (
+            f"Pipe batching window must be 0..{MAX_BATCHING_WINDOW_SECONDS} seconds"
+        )
         assert pipe.starting_position in ("TRIM_HORIZON", "LATEST"), "starting position: TRIM_HORIZON|LATEST"
         deletes = mapper.on_delete != "ignore"
         for index, item in enumerate(self.get_samples()):
