@@ -107,3 +107,4 @@ bench: setup-test fhir-server
 	$(BIN)/python bench/bench_cold_start.py
 	$(BIN)/python bench/bench_memory.py
 	$(BIN)/python bench/bench_sink.py
+	$(BIN)/python bench/bench_backfill.py --spark
