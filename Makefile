@@ -100,7 +100,7 @@ test: lint docs defs fhir-server
 test-fast: setup-test defs fhir-server
 	$(BIN)/python -m pytest -m "not slow"
 
-# Figures on a shared machine: only the ratios within one run mean anything (see README "Performance").
+# Figures on a shared machine: only the ratios within one run mean anything (docs/performance.md).
 bench: setup-test fhir-server
 	$(BIN)/python bench/bench_mapping.py
 	$(BIN)/python bench/bench_response.py

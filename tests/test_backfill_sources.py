@@ -461,5 +461,5 @@ def test_key_names_come_from_describe_table(aws: AwsConfig) -> None:
         describe(spec)
     folder_snapshot = describe(SourceSpec(kind="scan", table="HashOnly", aws=aws))[0]
     missing = type(folder_snapshot)(**{**folder_snapshot.__dict__, "table": "NoSuchTable"})
-    with pytest.raises(SourceError, match=r"NoSuchTable.*pass the key attribute names with --keys"):
+    with pytest.raises(SourceError, match=r"NoSuchTable.*give them with --keys"):
         key_names(spec, missing, None)

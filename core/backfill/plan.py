@@ -54,5 +54,7 @@ def plan_text(snapshot: Snapshot, partitions: int, keys: tuple[str, ...], destin
             "     (the stream keeps changes 24 hours; leave a margin).",
             "  3. Replays are harmless: the same item gives the same resource id, a PUT is idempotent, and the",
             "     sink's guard never lets this snapshot replace a state the stream wrote.",
+            "  4. Deletes: a store that answers 404 for a deleted resource keeps nothing to compare with; to be",
+            "     exact with any store (and for a HealthLake import), back-fill first, then create the Pipe.",
         ]
     )

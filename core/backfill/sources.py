@@ -63,7 +63,10 @@ def key_names(spec: SourceSpec, snapshot: Snapshot, given: Sequence[str] | None)
     try:
         table = scan.describe_table(spec.aws, snapshot.table)
     except SourceError as exc:
-        raise SourceError(f"{exc}: pass the key attribute names with --keys") from exc
+        raise SourceError(
+            f"the table's key attributes are not known ({exc}); give them with --keys (e.g. --keys id, "
+            "or --keys pk,sk)"
+        ) from exc
     schema = {entry["KeyType"]: entry["AttributeName"] for entry in table.get("KeySchema", ())}
     if "HASH" not in schema:
         raise SourceError(f"table {snapshot.table!r} has no partition key: pass --keys")
