@@ -76,20 +76,9 @@ class StoreWriter:
     def prepare(self) -> None:
         """Ask the server for its CapabilityStatement: `ConfigurationError` if it doesn't answer as a
         FHIR base URL (unreachable, 401/403, not a FHIR server), before any work."""
-        from fhirpipes.errors import FhirpipesError
-        from fhirpipes.sink.transport import Deadline
+        from fhirpipes.pipes.targets import probe_fhir_base
 
-        sink = self._get_sink()
-        try:
-            answer = sink.client.send("GET", "metadata", Deadline(sink.settings.timeout * 3))
-        except FhirpipesError as exc:
-            raise ConfigurationError(f"{self.name}: the FHIR server did not answer ({exc})") from None
-        if answer.status in (401, 403):
-            raise ConfigurationError(f"{self.name}: HTTP {answer.status} for GET metadata: check the auth")
-        if answer.status != 200:
-            raise ConfigurationError(
-                f"{self.name}: HTTP {answer.status} for GET metadata: is it a FHIR base URL?"
-            )
+        probe_fhir_base(self._get_sink(), self.name, ConfigurationError)
 
     def send(self, events: list[dict[str, Any]]) -> list[tuple[str, str | None]]:
         """Deliver ``events`` (PUT or DELETE fhirpipes events, in order per resource); per event, in

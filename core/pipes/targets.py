@@ -475,6 +475,21 @@ def deduplication_id(message: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
+def probe_fhir_base(sink: Sink, name: str, error: type[FhirpipesError]) -> None:
+    """Ask the server for its CapabilityStatement; raise ``error`` unless it answers as a FHIR base URL
+    (reachable, the auth accepted), before any work."""
+    from fhirpipes.sink.transport import Deadline
+
+    try:
+        answer = sink.client.send("GET", "metadata", Deadline(sink.settings.timeout * 3))
+    except FhirpipesError as exc:
+        raise error(f"{name}: the FHIR server did not answer ({exc})") from None
+    if answer.status in (401, 403):
+        raise error(f"{name}: HTTP {answer.status} for GET metadata: check --fhir-auth")
+    if answer.status != 200:
+        raise error(f"{name}: HTTP {answer.status} for GET metadata: is this a FHIR base URL?")
+
+
 class FhirTarget(Target):
     """A FHIR server, through the sink Lambda's own code (`fhirpipes.sink.Sink`): PUT ``<type>/<id>``
     or DELETE, in order per resource, never overwriting a newer source state (the version guard).
@@ -518,19 +533,8 @@ class FhirTarget(Target):
 
     def prepare(self) -> None:
         """Build the sink and ask the server for its CapabilityStatement (reachable? a FHIR base?)."""
-        from fhirpipes.sink.transport import Deadline
 
-        sink = self._get_sink()
-        try:
-            answer = sink.client.send("GET", "metadata", Deadline(sink.settings.timeout * 3))
-        except FhirpipesError as exc:
-            raise DeliveryError(f"{self.name}: the FHIR server did not answer ({exc})") from None
-        if answer.status in (401, 403):
-            raise DeliveryError(f"{self.name}: HTTP {answer.status} for GET metadata: check --fhir-auth")
-        if answer.status != 200:
-            raise DeliveryError(
-                f"{self.name}: HTTP {answer.status} for GET metadata: is this a FHIR base URL?"
-            )
+        probe_fhir_base(self._get_sink(), self.name, DeliveryError)
 
     def send(self, chunk: list[str]) -> Rejections:
         from fhirpipes.sink.errors import DeliveryError as SinkDeliveryError
