@@ -93,6 +93,33 @@ def test_counts_add_up_and_a_poison_line_is_an_error_line_not_a_stop(export: Pat
     assert json.loads((tmp_path / "out" / "manifest.json").read_text()) == manifest
 
 
+def test_an_item_the_mapper_refuses_is_the_lambdas_own_error_event(tmp_path: Path) -> None:
+    import logging
+
+    from fhirpipes.handler import handler
+
+    bad = {"id": {"S": "p-bad"}, "lastName": {"S": "Q"}, "birthDate": {"S": "Secret-Not-A-Date"}}
+    export = write_export(tmp_path / "bucket", [*patient_items(2), bad], files=1)
+    level = logging.getLogger("fhirpipes").level
+    manifest = run_backfill(export, tmp_path / "out")
+    assert logging.getLogger("fhirpipes").level == level  # quiet while it maps, then as it was
+    assert manifest["counts"]["errors"] == 1
+    (line,) = (tmp_path / "out" / "errors.ndjson").read_text().splitlines()
+    event = json.loads(line)
+    (expected,) = handler([make_record("Patients", decode_image(bad))], None)
+    assert (
+        (event["source"], event["eventType"])
+        == (expected["source"], expected["eventType"])
+        == (
+            "PatientTable",
+            "PatientMappingFailed",
+        )
+    )
+    assert event["details"]["error"] == expected["details"]["error"]
+    assert event["details"]["record"]["dynamodb"]["NewImage"] == bad
+    assert "Secret-Not-A-Date" not in event["details"]["error"]["message"]
+
+
 def test_an_item_without_its_key_is_an_error_line_naming_the_attribute(tmp_path: Path) -> None:
     keyless = {"firstName": {"S": "Zed-Secret"}, "lastName": {"S": "Q"}}
     export = write_export(tmp_path / "bucket", [*patient_items(3), keyless], files=1)

@@ -16,6 +16,7 @@ partition is not marked finished, and a rerun does it again from its first item.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -64,7 +65,7 @@ def run_partition(
     dispatcher, filters = _mapping(job)
     out = Folder(job.out, job.source.aws) if job.out else None
     result = PartitionResult(partition.index, partition.name)
-    with state.folder.scratch() as scratch:
+    with state.folder.scratch() as scratch, _quiet_logs():
         errors = _ErrorLines(Path(scratch) / "errors.ndjson", job.errors)
         sink = _FileSink(Path(scratch), partition.index, job.max_file_bytes) if out else _StoreSink(job)
         reported = (0, 0)
@@ -85,7 +86,7 @@ def run_partition(
                 sink.add(where, raw, outcome.event)
             elif outcome.status == "failed" and outcome.error is not None:
                 result.errors += 1
-                errors.add(where, outcome.error, raw)
+                errors.add(where, outcome.error, raw, outcome.event)
             else:  # an INSERT isn't "skipped" by skip_unchanged; kept for any mapper that declines one
                 result.skipped += 1
         for where, raw, problem in sink.finish():
@@ -102,17 +103,28 @@ def run_partition(
                 size = path.stat().st_size
                 out.put_file(name, path)
                 result.files.append({"type": resource_type, "url": name, "count": count, "bytes": size})
+        errors.close()
         if errors.count:
-            errors.close()
             name = state.errors_name(partition.index)
             state.folder.put_file(name, errors.path)
             result.error_file = {"url": name, "count": errors.count, "bytes": errors.bytes}
-        else:
-            errors.close()
     state.finish(result)
     if progress is not None:
         progress(result.read - reported[0], result.errors - reported[1])
     return result
+
+
+@contextlib.contextmanager
+def _quiet_logs() -> Iterator[None]:
+    """Error lines go to errors.ndjson: the dispatcher's ERROR log line per failed item would only
+    repeat them on stderr (under the progress bar). Restored after: the process may map on."""
+    logger = logging.getLogger(LOGGER_NAME)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _records(job: Job, partition: Partition) -> Iterator[tuple[str, Any, RecordError | None]]:
@@ -171,8 +183,6 @@ def _mapping_for(environ: tuple[tuple[str, str], ...], table: str) -> tuple[Disp
     # This table's templates only: another table's broken template is that table's backfill's error.
     for mapper in mappers:
         check_template(mapper.template_package, mapper.template)
-    # Error lines go to errors.ndjson; a log line per failed item would only repeat them on stderr.
-    logging.getLogger(LOGGER_NAME).setLevel(logging.CRITICAL)
     return dispatcher, PipeFilters([mapper.pipe_filters() for mapper in mappers])
 
 
@@ -189,12 +199,16 @@ class _ErrorLines:
         self.count = self.bytes = 0
         self._handle: IO[bytes] | None = None
 
-    def add(self, where: str, problem: RecordError, raw: Any) -> None:
+    def add(self, where: str, problem: RecordError, raw: Any, event: dict[str, Any] | None = None) -> None:
+        """One line for the item read at ``where``: the dispatcher's error ``event`` when it made one
+        (the Lambda's own, naming the mapper), else one in the same envelope."""
         error = problem.to_dict()
         if self.mode == "locations":
             line: dict[str, Any] = {"location": where, "error": error}
         else:
-            line = envelope(None, where, "ERROR", error=error, record=raw)
+            line = (
+                dict(event) if event is not None else envelope(None, where, "ERROR", error=error, record=raw)
+            )
             line["location"] = where
         data = _encode(line)
         if data is None:  # a record the encoder refuses (a lone surrogate): its location stays
