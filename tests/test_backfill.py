@@ -333,3 +333,32 @@ def test_into_a_fhir_server_the_guard_keeps_what_the_stream_wrote(tmp_path: Path
         again = _cli("backfill", str(export), *target, "--state", str(tmp_path / "s2"), "--json")
         assert again.returncode == 0, again.stderr
         assert json.loads(again.stdout)["counts"]["skipped"] == 40
+
+
+def test_a_rerun_of_a_scan_keeps_the_first_runs_time_and_a_damaged_state_is_refused(tmp_path: Path) -> None:
+    from fhirpipes.backfill.folder import Folder
+    from fhirpipes.backfill.job import Job, Snapshot
+    from fhirpipes.backfill.state import State
+    from fhirpipes.errors import ConfigurationError
+
+    def scan_job(time: str) -> Job:
+        arn = "arn:aws:dynamodb:us-east-1:123456789012:table/Patients"
+        snapshot = Snapshot(kind="scan", table="Patients", table_arn=arn, source_arn=f"{arn}/scan", time=time)
+        return Job(
+            SourceSpec(kind="scan", table="Patients", segments=4), snapshot, ("id",), str(tmp_path), out="o"
+        )
+
+    state = State(Folder(str(tmp_path)))
+    first = state.begin(scan_job("2026-12-01T00:00:00.000Z"))
+    # A scan read later than the first run's start: the first run's (older) time stays the lineage.
+    assert state.begin(scan_job("2026-12-01T05:00:00.000Z")).snapshot == first.snapshot
+    with pytest.raises(ConfigurationError, match=r"belongs to another backfill .*source"):
+        state.begin(
+            dataclasses.replace(
+                scan_job("2026-12-01T05:00:00.000Z"),
+                source=SourceSpec(kind="scan", table="Patients", segments=8),
+            )
+        )
+    (tmp_path / "job.json").write_text('{"snapshot": 7}')
+    with pytest.raises(ConfigurationError, match="is not a backfill's state"):
+        state.begin(scan_job("2026-12-01T05:00:00.000Z"))

@@ -103,30 +103,6 @@ class Folder:
         data: bytes = body.read()
         return data
 
-    def names(self, under: str) -> list[str]:
-        """The names of the files under the subfolder ``under``, sorted."""
-        if self._root is not None:
-            base = self.path(under)
-            if not base.is_dir():
-                return []
-            return sorted(
-                f"{under}/{path.relative_to(base).as_posix()}"
-                for path in base.rglob("*")
-                if path.is_file() and not path.name.startswith(".")
-            )
-        found = []
-        paginator = self._s3().get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self._bucket, Prefix=f"{self._prefix}{under}/"):
-            found += [entry["Key"][len(self._prefix) :] for entry in page.get("Contents", [])]
-        return sorted(found)
-
-    def remove(self, name: str) -> None:
-        """Delete ``name`` if it is there."""
-        if self._root is not None:
-            self.path(name).unlink(missing_ok=True)
-        else:
-            self._s3().delete_object(Bucket=self._bucket, Key=self._prefix + name)
-
     def _s3(self) -> Any:
         from fhirpipes.backfill.sources import aws_client  # one client per process (boto3: lazily)
 

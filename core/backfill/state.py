@@ -16,7 +16,7 @@ import json
 from typing import Any
 
 from fhirpipes.backfill.folder import Folder
-from fhirpipes.backfill.job import Job, PartitionResult
+from fhirpipes.backfill.job import Job, PartitionResult, Snapshot
 from fhirpipes.errors import ConfigurationError
 
 JOB_FILE = "job.json"
@@ -52,18 +52,18 @@ class State:
         A scan can't be read twice as of one time: a rerun of a scan keeps the first run's
         snapshot (its time is the older, the safe lineage for the guard).
         """
-        identity = job_identity(job)
         self.folder.clear_scratch()
         raw = self.folder.get_bytes(JOB_FILE)
         if raw is None:
-            self.folder.put_bytes(JOB_FILE, json.dumps(identity, indent=2).encode())
+            self.folder.put_bytes(JOB_FILE, json.dumps(job_identity(job), indent=2).encode())
             return job
         try:
             held = json.loads(raw)
-        except ValueError:
+            if job.snapshot.kind == "scan":
+                job = dataclasses.replace(job, snapshot=Snapshot(**held["snapshot"]))
+        except (ValueError, TypeError, KeyError):
             raise ConfigurationError(f"{self.folder.location(JOB_FILE)} is not a backfill's state") from None
-        if job.snapshot.kind == "scan" and isinstance(held, dict) and "snapshot" in held:
-            identity["snapshot"] = held["snapshot"]
+        identity = job_identity(job)
         if held != identity:
             differs = (
                 sorted(key for key in identity if held.get(key) != identity[key])
@@ -74,10 +74,6 @@ class State:
                 f"the state folder {self.folder.url} belongs to another backfill "
                 f"(its {', '.join(differs) or 'content'} differ): give another --state, or remove it to start over"
             )
-        if job.snapshot.kind == "scan":
-            from fhirpipes.backfill.job import Snapshot
-
-            job = dataclasses.replace(job, snapshot=Snapshot(**held["snapshot"]))
         return job
 
     def result(self, index: int) -> PartitionResult | None:
