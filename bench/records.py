@@ -19,6 +19,8 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+from fhirpipes.testing.stream import attribute_values
+
 ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/Patients/stream/2024-01-01T00:00:00.000"
 
 NOTE = (
@@ -76,39 +78,18 @@ def rich_item(index: int) -> dict[str, Any]:
 ITEMS: dict[str, Callable[[int], dict[str, Any]]] = {"lean": lean_item, "rich": rich_item}
 
 
-def attribute_value(value: Any) -> dict[str, Any]:
-    """A plain value as DynamoDB AttributeValue JSON (what a stream record carries)."""
-    if isinstance(value, bool):
-        return {"BOOL": value}
-    if isinstance(value, str):
-        return {"S": value}
-    if isinstance(value, int | Decimal):
-        return {"N": str(value)}
-    if isinstance(value, dict):
-        return {"M": {key: attribute_value(item) for key, item in value.items()}}
-    if isinstance(value, list):
-        return {"L": [attribute_value(item) for item in value]}
-    if value is None:
-        return {"NULL": True}
-    raise TypeError(f"no AttributeValue for {type(value).__name__}")
-
-
-def image(item: dict[str, Any]) -> dict[str, Any]:
-    return {name: attribute_value(value) for name, value in item.items()}
-
-
 def stream_record(index: int, new: dict[str, Any], old: dict[str, Any] | None = None) -> dict[str, Any]:
     """An INSERT of ``new``, or with ``old`` a MODIFY carrying both images, as a Pipe sends it."""
     dynamodb: dict[str, Any] = {
         "ApproximateCreationDateTime": 1700000000,
         "Keys": {"id": {"S": new["id"]}},
-        "NewImage": image(new),
+        "NewImage": attribute_values(new),
         "SequenceNumber": f"{index:021d}",
         "SizeBytes": 512,
         "StreamViewType": "NEW_AND_OLD_IMAGES",
     }
     if old is not None:
-        dynamodb["OldImage"] = image(old)
+        dynamodb["OldImage"] = attribute_values(old)
     return {
         "eventID": f"event-{index:08d}",
         "eventName": "INSERT" if old is None else "MODIFY",
