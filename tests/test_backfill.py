@@ -362,3 +362,23 @@ def test_a_rerun_of_a_scan_keeps_the_first_runs_time_and_a_damaged_state_is_refu
     (tmp_path / "job.json").write_text('{"snapshot": 7}')
     with pytest.raises(ConfigurationError, match="is not a backfill's state"):
         state.begin(scan_job("2026-12-01T05:00:00.000Z"))
+
+
+def test_a_missing_error_part_fails_the_manifest_rather_than_lose_its_lines(
+    export: Path, tmp_path: Path
+) -> None:
+    from fhirpipes.errors import ConfigurationError
+
+    run_backfill(export, tmp_path / "out")
+    (part,) = (tmp_path / "out" / "state").glob("errors-*.ndjson")
+    part.unlink()
+    with pytest.raises(
+        ConfigurationError, match=r"errors-\d+\.ndjson is gone: remove .*partition-\d+\.json and rerun"
+    ):
+        run_backfill(export, tmp_path / "out")
+    # As the message says: remove the partition's marker, and the rerun writes its part again.
+    for marker in (tmp_path / "out" / "state").glob("partition-*.json"):
+        if json.loads(marker.read_text())["error_file"] is not None:
+            marker.unlink()
+    assert run_backfill(export, tmp_path / "out")["counts"]["errors"] == 2
+    assert len((tmp_path / "out" / "errors.ndjson").read_text().splitlines()) == 2

@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from fhirpipes.errors import ConfigurationError
 from fhirpipes.pipes.aws import AwsConfig
@@ -102,6 +102,21 @@ class Folder:
             return None
         data: bytes = body.read()
         return data
+
+    def copy_into(self, name: str, handle: IO[bytes]) -> None:
+        """Append the content of ``name`` to ``handle``, streamed (a file may be larger than memory);
+        `FileNotFoundError` when there is no such file."""
+        if self._root is not None:
+            with open(self.path(name), "rb") as source:
+                shutil.copyfileobj(source, handle)
+            return
+        client = self._s3()
+        try:
+            client.download_fileobj(self._bucket, self._prefix + name, handle)
+        except client.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
+                raise FileNotFoundError(self.location(name)) from None
+            raise
 
     def _s3(self) -> Any:
         from fhirpipes.backfill.sources import aws_client  # one client per process (boto3: lazily)

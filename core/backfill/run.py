@@ -13,11 +13,12 @@ import dataclasses
 import json
 import os
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 from fhirpipes.backfill.folder import Folder
 from fhirpipes.backfill.job import Job, Partition, PartitionResult, SourceSpec
-from fhirpipes.backfill.state import State
+from fhirpipes.backfill.state import State, result_name
 from fhirpipes.errors import ConfigurationError
 
 Engine = Literal["local", "spark"]
@@ -142,10 +143,7 @@ def write_manifest(job: Job, results: Sequence[PartitionResult], partitions: int
         for file in result.files:
             by_type[file["type"]] = by_type.get(file["type"], 0) + file["count"]
             output.append(file)
-    error_lines = b"".join(
-        state.folder.get_bytes(result.error_file["url"]) or b"" for result in results if result.error_file
-    )
-    report.put_bytes(ERRORS, error_lines)
+    _gather_errors(state, report, results)
     manifest = {
         "transactionTime": job.snapshot.time,
         "requiresAccessToken": False,
@@ -159,3 +157,23 @@ def write_manifest(job: Job, results: Sequence[PartitionResult], partitions: int
     }
     report.put_bytes(MANIFEST, json.dumps(manifest, indent=2).encode())
     return manifest
+
+
+def _gather_errors(state: State, report: Folder, results: Sequence[PartitionResult]) -> None:
+    """``errors.ndjson``: the partitions' error lines in partition order, streamed (a broken template
+    makes every item an error line: more than memory holds). A part that has gone missing fails the
+    manifest step, rather than leave its lines out; a rerun writes the part again."""
+    with state.folder.scratch() as scratch:
+        gathered = Path(scratch) / ERRORS
+        with open(gathered, "wb") as handle:
+            for result in results:
+                if result.error_file is None:
+                    continue
+                try:
+                    state.folder.copy_into(result.error_file["url"], handle)
+                except FileNotFoundError:
+                    raise ConfigurationError(
+                        f"{state.folder.location(result.error_file['url'])} is gone: remove "
+                        f"{state.folder.location(result_name(result.index))} and rerun"
+                    ) from None
+        report.put_file(ERRORS, gathered)

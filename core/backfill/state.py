@@ -78,19 +78,20 @@ class State:
 
     def result(self, index: int) -> PartitionResult | None:
         """The finished partition's result, or None if it isn't finished."""
-        raw = self.folder.get_bytes(_result_name(index))
+        raw = self.folder.get_bytes(result_name(index))
         if raw is None:
             return None
         return PartitionResult(**json.loads(raw))
 
     def finish(self, result: PartitionResult) -> None:
         """Mark the partition finished (call after its files are in place)."""
-        self.folder.put_bytes(_result_name(result.index), json.dumps(dataclasses.asdict(result)).encode())
+        self.folder.put_bytes(result_name(result.index), json.dumps(dataclasses.asdict(result)).encode())
 
     def errors_name(self, index: int) -> str:
         """The name of a partition's error lines in this folder."""
         return f"errors-{index:05d}.ndjson"
 
 
-def _result_name(index: int) -> str:
+def result_name(index: int) -> str:
+    """The name of a finished partition's marker (its `PartitionResult`)."""
     return f"partition-{index:05d}.json"
