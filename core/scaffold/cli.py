@@ -69,7 +69,7 @@ def new(
     folder = shlex.quote(str(target))
     click.echo(
         f"next: {python} -m pip install -e {shlex.quote(f'{target}[test]')} && "
-        f"(cd {folder} && {python} -m pytest) && fhirpipes conformance {project.entry_point}"
+        f"(cd {folder} && {python} -m pytest) && {python} -m fhirpipes conformance {project.entry_point}"
     )
 
 
